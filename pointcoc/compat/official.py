@@ -1,0 +1,124 @@
+"""Official Context-Cluster / pointMLP-pytorch constructors mapped onto pointcoc models."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+
+from ..layers import RegionClusterMixer
+from ..models.pointmlp import PointMLP
+from ..models.pointmlp import convert_official_state_dict as convert_pointmlp
+
+StateDict = dict[str, torch.Tensor]
+
+
+def _cluster(kwargs: dict[str, Any]) -> tuple[nn.Module, Callable[[StateDict], StateDict]]:
+    kwargs = dict(kwargs)
+    if kwargs.pop("return_center", False):
+        raise ValueError("official Cluster(return_center=True) is deprecated upstream and not supported")
+    return RegionClusterMixer(**kwargs), dict
+
+
+_POINT_ARGS = {"points": "num_points", "class_num": "num_classes"}
+
+
+def _point_model(cluster: bool) -> Callable[[dict[str, Any]], tuple[nn.Module, Callable[[StateDict], StateDict]]]:
+    def build(kwargs: dict[str, Any]) -> tuple[nn.Module, Callable[[StateDict], StateDict]]:
+        kwargs = {_POINT_ARGS.get(k, k): v for k, v in kwargs.items()}
+        if kwargs.pop("groups", 1) != 1:
+            raise ValueError("official PointMLP with groups > 1 (grouped convolutions) is not supported")
+        model = PointMLP(**kwargs, cluster=cluster, input_layout="BCN")
+        return model, lambda sd: convert_pointmlp(sd, cluster)
+
+    return build
+
+
+OFFICIAL_BUILDERS: dict[str, Callable[[dict[str, Any]], tuple[nn.Module, Callable[[StateDict], StateDict]]]] = {
+    "models.context_cluster.Cluster": _cluster,
+    "pointcloud.models.contextcluster.Model": _point_model(cluster=True),
+    "classification_ScanObjectNN.models.pointmlp.Model": _point_model(cluster=False),
+    "classification_ModelNet40.models.pointmlp.Model": _point_model(cluster=False),
+}
+
+
+def official_model(builder: str, kwargs: dict[str, Any], state_dict: StateDict | None = None) -> nn.Module:
+    """Our model equivalent to ``builder(**kwargs)`` of the official code, with ``state_dict`` loaded strictly.
+
+    The model is returned in eval mode and takes inputs in the official layout
+    (points ``[B, 3, N]``, images ``[B, 3, H, W]``).
+    """
+    if builder not in OFFICIAL_BUILDERS:
+        raise ValueError(f"unknown official builder {builder!r}; supported: {', '.join(sorted(OFFICIAL_BUILDERS))}")
+    try:
+        model, convert = OFFICIAL_BUILDERS[builder](kwargs)
+    except TypeError as err:  # an official keyword we do not know
+        raise ValueError(f"cannot build {builder} from kwargs {sorted(kwargs)}: {err}") from None
+    model.official_converter = convert
+    if state_dict is not None:
+        load_state_dict_strict(model, convert(state_dict), source=builder)
+    return model.eval()
+
+
+def load_state_dict_strict(model: nn.Module, state_dict: StateDict, source: str) -> None:
+    """Load strictly, or raise one ValueError listing missing, unexpected and mis-shaped keys."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    shapes = sorted(
+        f"{k} {list(state_dict[k].shape)} vs {list(own[k].shape)}"
+        for k in set(own) & set(state_dict)
+        if state_dict[k].shape != own[k].shape
+    )
+    if missing or unexpected or shapes:
+        parts = [f"{name} ({len(keys)}): {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
+                 for name, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes)) if keys]
+        raise ValueError(f"{source} does not fit {type(model).__name__}: " + "; ".join(parts))
+    model.load_state_dict(state_dict, strict=True)
+
+
+def _unwrap(checkpoint: Any, path: str) -> StateDict:
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"{path}: expected a dict checkpoint, got {type(checkpoint).__name__}")
+    for key in ("net", "state_dict_ema", "state_dict", "model"):
+        if key in checkpoint and isinstance(checkpoint[key], dict):
+            checkpoint = checkpoint[key]
+            break
+    state = {k.removeprefix("module."): v for k, v in checkpoint.items()}
+    if not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: no state dict of tensors found (looked for 'net', 'state_dict_ema', "
+                         f"'state_dict', 'model' or a bare state dict)")
+    return state
+
+
+def load_official_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Load a checkpoint published by the official repositories into ``model``.
+
+    Accepts pointMLP-style dicts (``{"net": ..., ...}`` with DataParallel ``module.`` prefixes),
+    timm-style ``state_dict`` / ``state_dict_ema`` dicts and bare state dicts, in official or in pointcoc
+    key names. Loading uses ``weights_only=True``: a file that needs arbitrary code to unpickle is refused.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"{path}: cannot be loaded safely with weights_only=True "
+                         f"({type(err).__name__}: {str(err).splitlines()[0]})") from None
+    state = _unwrap(checkpoint, path)
+    own = model.state_dict()
+    if not set(state) <= set(own):
+        convert = getattr(model, "official_converter", None) or _default_converter(model)
+        state = convert(state)
+    load_state_dict_strict(model, state, source=path)
+    return model
+
+
+def _default_converter(model: nn.Module) -> Callable[[StateDict], StateDict]:
+    if isinstance(model, PointMLP):
+        has_cluster = any(k.endswith("cluster.sim_alpha") for k in model.state_dict())
+        return lambda sd: convert_pointmlp(sd, has_cluster)
+    return dict

@@ -1,0 +1,5 @@
+"""Building blocks shared by the point and image models."""
+
+from .cluster_mixers import ClusterMixer, GroupClusterMixer, RegionClusterMixer
+
+__all__ = ["ClusterMixer", "GroupClusterMixer", "RegionClusterMixer"]

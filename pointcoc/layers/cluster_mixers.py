@@ -1,0 +1,111 @@
+"""Token mixers built on the context-cluster operator.
+
+They differ only in how they form point sets and centers: :class:`RegionClusterMixer` partitions an
+image grid into regions and proposes pooled grid centers (the official image ``Cluster``);
+:class:`GroupClusterMixer` takes kNN groups of a point cloud with the group mean as the single center
+(the official point ``ContextCluster``). The clustering itself is :func:`pointcoc.cluster.context_cluster`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from ..cluster import context_cluster, fold_regions, grid_centers, grid_to_points, points_to_grid, unfold_regions
+from ..cluster.op import ClusterResult
+
+
+class ClusterMixer(nn.Module):
+    """Learnable similarity scale/shift, head splitting, and optional capture of the assignment.
+
+    Set ``record_assignment = True`` to keep the last forward's :class:`ClusterResult` (assignment and
+    similarity, heads folded into the batch as ``(batch, head, region)``) in ``last_result`` for
+    visualisation, without recomputing the clustering.
+    """
+
+    def __init__(self, heads: int, head_dim: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.head_dim = head_dim
+        self.sim_alpha = nn.Parameter(torch.ones(1))
+        self.sim_beta = nn.Parameter(torch.zeros(1))
+        self.record_assignment = False
+        self.last_result: ClusterResult | None = None
+
+    def cluster(self, points, values, centers, value_centers) -> torch.Tensor:
+        result = context_cluster(points, values, centers, value_centers, self.sim_alpha, self.sim_beta)
+        if self.record_assignment:
+            self.last_result = ClusterResult(result.out.detach(), result.assignment, result.similarity.detach())
+        return result.out
+
+
+class RegionClusterMixer(ClusterMixer):
+    """Context clustering of an image feature map ``[B, C, H, W]`` (official ``Cluster``).
+
+    ``proposal_*``/``fold_*`` follow the official naming: ``*_w`` is dim 2 and ``*_h`` dim 3 of the map.
+    Regions are used only when both folds exceed 1, as in the official code.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        out_dim: int | None = None,
+        proposal_w: int = 2,
+        proposal_h: int = 2,
+        fold_w: int = 2,
+        fold_h: int = 2,
+        heads: int = 4,
+        head_dim: int = 24,
+    ) -> None:
+        super().__init__(heads, head_dim)
+        inner = heads * head_dim
+        self.f = nn.Conv2d(dim, inner, kernel_size=1)
+        self.v = nn.Conv2d(dim, inner, kernel_size=1)
+        self.proj = nn.Conv2d(inner, out_dim or dim, kernel_size=1)
+        self.proposals = (proposal_w, proposal_h)
+        self.folds = (fold_w, fold_h) if fold_w > 1 and fold_h > 1 else (1, 1)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        x = x.reshape(b * self.heads, self.head_dim, h, w)
+        return fold_regions(x, self.folds) if self.folds != (1, 1) else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        feats, values = self._split(self.f(x)), self._split(self.v(x))
+        out = self.cluster(
+            grid_to_points(feats),
+            grid_to_points(values),
+            grid_centers(feats, self.proposals),
+            grid_centers(values, self.proposals),
+        )
+        out = points_to_grid(out, feats.shape[-2:])
+        if self.folds != (1, 1):
+            out = unfold_regions(out, self.folds)
+        return self.proj(out.reshape(b, self.heads * self.head_dim, h, w))
+
+
+class GroupClusterMixer(ClusterMixer):
+    """Context clustering inside kNN groups ``[B, G, K, C]`` with the group mean as the one center.
+
+    Residual, as in the official point block: returns ``x + proj(cluster(x))``.
+    """
+
+    def __init__(self, dim: int, heads: int = 1, head_dim: int | None = None) -> None:
+        head_dim = head_dim or max(dim // 4, 32)
+        super().__init__(heads, head_dim)
+        inner = heads * head_dim
+        self.f = nn.Linear(dim, inner)
+        self.v = nn.Linear(dim, inner)
+        self.proj = nn.Linear(inner, dim)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        b, g, k, _ = x.shape
+        return x.reshape(b * g, k, self.heads, self.head_dim).transpose(1, 2).reshape(-1, k, self.head_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, g, k, _ = x.shape
+        feats, values = self._split(self.f(x)), self._split(self.v(x))
+        out = self.cluster(feats, values, feats.mean(1, keepdim=True), values.mean(1, keepdim=True))
+        out = out.reshape(b * g, self.heads, k, self.head_dim).transpose(1, 2).reshape(b, g, k, -1)
+        return x + self.proj(out)

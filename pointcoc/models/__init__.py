@@ -1,0 +1,7 @@
+"""Model families; importing this package registers every variant."""
+
+from . import pointmlp  # noqa: F401  (registers the point models)
+from .pointmlp import PointMLP
+from .registry import create_model, list_models, register_model
+
+__all__ = ["PointMLP", "create_model", "list_models", "register_model"]

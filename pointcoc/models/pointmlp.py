@@ -1,0 +1,321 @@
+"""PointMLP family: PointMLP, PointMLP-Elite and PointMLP-CoC (context clusters before each residual unit).
+
+Layout: point features are kept channels-last (``[B, N, C]`` and ``[B, G, K, C]``) throughout, so the
+official 1x1 ``Conv1d`` layers are ``Linear`` layers here (same weights, squeezed) and no permutes are
+needed around the cluster blocks. Official checkpoints convert with :func:`convert_official_state_dict`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from ..layers import GroupClusterMixer
+from ..ops import farthest_point_sample, gather_points, knn_points
+from ..utils.checks import check_finite
+from .registry import register_model
+
+_ACTIVATIONS = {
+    "relu": lambda: nn.ReLU(inplace=True),
+    "gelu": nn.GELU,
+    "rrelu": lambda: nn.RReLU(inplace=True),
+    "selu": lambda: nn.SELU(inplace=True),
+    "silu": lambda: nn.SiLU(inplace=True),
+    "hardswish": lambda: nn.Hardswish(inplace=True),
+    "leakyrelu": lambda: nn.LeakyReLU(inplace=True),
+    "leakyrelu0.2": lambda: nn.LeakyReLU(0.2, inplace=True),
+}
+
+
+def make_activation(name: str) -> nn.Module:
+    if name.lower() not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {name!r}")
+    return _ACTIVATIONS[name.lower()]()
+
+
+class LinearBN(nn.Module):
+    """Pointwise linear layer + BatchNorm over all leading dims of a channels-last tensor."""
+
+    def __init__(self, in_dim: int, out_dim: int, bias: bool) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_dim, out_dim, bias=bias)
+        self.bn = nn.BatchNorm1d(out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.fc(x)
+        return self.bn(y.reshape(-1, y.shape[-1])).reshape(y.shape)
+
+
+class ResidualMLP(nn.Module):
+    """``act(bn2(fc2(act(bn1(fc1(x))))) + x)``: PointMLP's residual point MLP."""
+
+    def __init__(self, dim: int, expansion: float, bias: bool, activation: str) -> None:
+        super().__init__()
+        hidden = int(dim * expansion)
+        self.net1 = LinearBN(dim, hidden, bias)
+        self.net2 = LinearBN(hidden, dim, bias)
+        self.act = make_activation(activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.net2(self.act(self.net1(x))) + x)
+
+
+class LocalGrouper(nn.Module):
+    """FPS anchors + kNN groups, with PointMLP's geometric affine normalisation.
+
+    Returns the anchors ``[B, S, 3]`` and grouped features ``[B, S, K, 2C (+3)]``: the normalised
+    neighbours concatenated with the anchor's own features.
+    """
+
+    def __init__(self, channels: int, samples: int, k: int, use_xyz: bool, normalize: str | None) -> None:
+        super().__init__()
+        if normalize not in (None, "center", "anchor"):
+            raise ValueError(f"normalize must be 'center', 'anchor' or None, got {normalize!r}")
+        self.samples, self.k, self.use_xyz, self.normalize = samples, k, use_xyz, normalize
+        if normalize is not None:
+            width = channels + (3 if use_xyz else 0)
+            self.affine_alpha = nn.Parameter(torch.ones(1, 1, 1, width))
+            self.affine_beta = nn.Parameter(torch.zeros(1, 1, 1, width))
+
+    def forward(self, xyz: torch.Tensor, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        anchor_idx = farthest_point_sample(xyz, self.samples)
+        anchor_xyz = gather_points(xyz, anchor_idx)
+        anchor_feats = gather_points(feats, anchor_idx)
+        neighbours = knn_points(anchor_xyz, xyz, self.k)
+        grouped = gather_points(feats, neighbours)
+        if self.use_xyz:
+            grouped = torch.cat([grouped, gather_points(xyz, neighbours)], dim=-1)
+        if self.normalize is not None:
+            if self.normalize == "center":
+                ref = grouped.mean(dim=2, keepdim=True)
+            else:
+                ref = torch.cat([anchor_feats, anchor_xyz], -1) if self.use_xyz else anchor_feats
+                ref = ref.unsqueeze(2)
+            diff = grouped - ref
+            std = diff.reshape(diff.shape[0], -1).std(dim=-1).reshape(-1, 1, 1, 1)
+            grouped = self.affine_alpha * (diff / (std + 1e-5)) + self.affine_beta
+        anchors = anchor_feats.unsqueeze(2).expand(-1, -1, self.k, -1)
+        return anchor_xyz, torch.cat([grouped, anchors], dim=-1)
+
+
+class PreBlock(nn.Module):
+    """Optional context-cluster block followed by a residual MLP, applied to every group."""
+
+    def __init__(self, dim: int, expansion: float, bias: bool, activation: str, cluster: bool, heads: int) -> None:
+        super().__init__()
+        self.cluster = GroupClusterMixer(dim, heads=heads) if cluster else None
+        self.mlp = ResidualMLP(dim, expansion, bias, activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cluster is not None:
+            x = self.cluster(x)
+        return self.mlp(x)
+
+
+class Stage(nn.Module):
+    """Group -> transfer -> pre-extraction blocks -> max over neighbours -> pos-extraction blocks."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        samples: int,
+        k: int,
+        pre_blocks: int,
+        pos_blocks: int,
+        expansion: float,
+        bias: bool,
+        activation: str,
+        use_xyz: bool,
+        normalize: str | None,
+        cluster: bool,
+        cluster_heads: int,
+    ) -> None:
+        super().__init__()
+        self.grouper = LocalGrouper(in_dim, samples, k, use_xyz, normalize)
+        self.transfer = LinearBN(2 * in_dim + (3 if use_xyz else 0), out_dim, bias)
+        self.act = make_activation(activation)
+        self.pre = nn.Sequential(
+            *[PreBlock(out_dim, expansion, bias, activation, cluster, cluster_heads) for _ in range(pre_blocks)]
+        )
+        self.pos = nn.Sequential(*[ResidualMLP(out_dim, expansion, bias, activation) for _ in range(pos_blocks)])
+
+    def forward(self, xyz: torch.Tensor, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        xyz, grouped = self.grouper(xyz, feats)
+        grouped = self.pre(self.act(self.transfer(grouped)))
+        return xyz, self.pos(grouped.amax(dim=2))
+
+
+class PointMLP(nn.Module):
+    """PointMLP (Ma et al., ICLR 2022), optionally with a context-cluster block before each
+    pre-extraction residual unit (PointMLP-CoC, Ma et al., ICLR 2023).
+
+    Input: xyz ``[B, N, 3]`` (``input_layout="BCN"`` takes the official ``[B, 3, N]``), ``N >= num_points``
+    is not required but at least the first stage's anchors and neighbours must exist.
+    Stage ``i`` samples ``num_points // prod(reducers[:i+1])`` anchors, as the official model does.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 40,
+        num_points: int = 1024,
+        embed_dim: int = 64,
+        res_expansion: float = 1.0,
+        activation: str = "relu",
+        bias: bool = False,
+        use_xyz: bool = False,
+        normalize: str | None = "anchor",
+        dim_expansion: Sequence[int] = (2, 2, 2, 2),
+        pre_blocks: Sequence[int] = (2, 2, 2, 2),
+        pos_blocks: Sequence[int] = (2, 2, 2, 2),
+        k_neighbors: Sequence[int] = (24, 24, 24, 24),
+        reducers: Sequence[int] = (2, 2, 2, 2),
+        cluster: bool = False,
+        cluster_heads: int = 1,
+        drop_rate: float = 0.5,
+        input_layout: str = "BNC",
+    ) -> None:
+        super().__init__()
+        lists = dict(dim_expansion=dim_expansion, pre_blocks=pre_blocks, pos_blocks=pos_blocks,
+                     k_neighbors=k_neighbors, reducers=reducers)
+        if len({len(v) for v in lists.values()}) != 1:
+            raise ValueError(f"per-stage lists must have equal lengths, got { {k: len(v) for k, v in lists.items()} }")
+        if input_layout not in ("BNC", "BCN"):
+            raise ValueError(f"input_layout must be 'BNC' ([B, N, 3]) or 'BCN' ([B, 3, N]), got {input_layout!r}")
+        self.num_classes, self.num_points, self.input_layout = num_classes, num_points, input_layout
+        self.check_inputs = True
+        self.embedding = LinearBN(3, embed_dim, bias)
+        self.act = make_activation(activation)
+        stages, dim, available, self.stage_samples = [], embed_dim, num_points, []
+        for i, (expand, n_pre, n_pos, k, reduce) in enumerate(
+            zip(dim_expansion, pre_blocks, pos_blocks, k_neighbors, reducers)
+        ):
+            samples = available // reduce
+            if samples < 1 or k > available:
+                raise ValueError(
+                    f"stage {i} would sample {samples} anchors with k={k} neighbours out of {available} points; "
+                    f"raise num_points or lower reducers/k_neighbors"
+                )
+            stages.append(Stage(dim, dim * expand, samples, k, n_pre, n_pos, res_expansion, bias, activation,
+                                use_xyz, normalize, cluster, cluster_heads))
+            self.stage_samples.append(samples)
+            dim, available = dim * expand, samples
+        self.min_input_points = max(self.stage_samples[0], k_neighbors[0])
+        self.stages = nn.ModuleList(stages)
+        self.num_features = dim
+        self.classifier = nn.Sequential(
+            nn.Linear(dim, 512), nn.BatchNorm1d(512), make_activation(activation), nn.Dropout(drop_rate),
+            nn.Linear(512, 256), nn.BatchNorm1d(256), make_activation(activation), nn.Dropout(drop_rate),
+            nn.Linear(256, num_classes),
+        )
+
+    def _validated_xyz(self, x: torch.Tensor) -> torch.Tensor:
+        expected = "[B, 3, N]" if self.input_layout == "BCN" else "[B, N, 3]"
+        axis = 1 if self.input_layout == "BCN" else 2
+        if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[axis] != 3:
+            got = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"xyz must have shape {expected} (input_layout={self.input_layout!r}), got {got}")
+        xyz = x.transpose(1, 2) if self.input_layout == "BCN" else x
+        if xyz.shape[1] < self.min_input_points:
+            raise ValueError(
+                f"xyz has {xyz.shape[1]} points but the model samples {self.stage_samples[0]} anchors with "
+                f"k={self.min_input_points if xyz.shape[1] else 0} neighbours in its first stage; pass at least "
+                f"{self.min_input_points} points or build the model with a smaller num_points"
+            )
+        if self.check_inputs and not torch.compiler.is_compiling():
+            check_finite("xyz", xyz)
+        return xyz.contiguous()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Global feature ``[B, num_features]`` (max over the last stage's points)."""
+        xyz = self._validated_xyz(x)
+        feats = self.act(self.embedding(xyz))
+        for stage in self.stages:
+            xyz, feats = stage(xyz, feats)
+        return feats.amax(dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.forward_features(x))
+
+
+_ELITE = dict(embed_dim=32, res_expansion=0.25, dim_expansion=(2, 2, 2, 1), pre_blocks=(1, 1, 2, 1),
+              pos_blocks=(1, 1, 2, 1), k_neighbors=(24, 24, 24, 24), reducers=(2, 2, 2, 2))
+
+
+@register_model
+def pointmlp(num_classes: int = 40, **kwargs) -> PointMLP:
+    """PointMLP: 13.24 M parameters with 40 classes."""
+    return PointMLP(num_classes=num_classes, **kwargs)
+
+
+@register_model
+def pointmlp_elite(num_classes: int = 40, **kwargs) -> PointMLP:
+    """PointMLP-Elite: 0.72 M parameters with 40 classes."""
+    return PointMLP(num_classes=num_classes, **{**_ELITE, **kwargs})
+
+
+@register_model
+def pointmlp_coc(num_classes: int = 40, **kwargs) -> PointMLP:
+    """PointMLP-CoC, the paper's point model: 15.33 M parameters with 40 classes."""
+    return PointMLP(num_classes=num_classes, **{"cluster": True, **kwargs})
+
+
+@register_model
+def pointmlp_coc_elite(num_classes: int = 40, **kwargs) -> PointMLP:
+    """PointMLP-Elite with context clusters: for small compute budgets (not in the paper)."""
+    return PointMLP(num_classes=num_classes, **{**_ELITE, "cluster": True, **kwargs})
+
+
+# Official key -> our key. Official modules: embedding.net.{0 conv,1 bn}; local_grouper_list.i;
+# pre_blocks_list.i.{transfer.net, operation.j}; pos_blocks_list.i.operation.j; classifier (same).
+_UNIT = {"net.0": "fc", "net.1": "bn", "net1.0": "net1.fc", "net1.1": "net1.bn",
+         "net2.0": "net2.fc", "net2.1": "net2.bn"}
+_CLUSTER = {"fc1": "f", "fc_v": "v", "fc2": "proj", "sim_alpha": "sim_alpha", "sim_beta": "sim_beta"}
+
+
+def convert_official_state_dict(state_dict: dict[str, torch.Tensor], cluster: bool) -> dict[str, torch.Tensor]:
+    """Map an official PointMLP / PointMLP-CoC state dict (pointMLP-pytorch, Context-Cluster) to ours.
+
+    In PointMLP-CoC, ``operation`` alternates cluster block and residual unit; in PointMLP it holds
+    only residual units. Keys that match no rule are passed through (and reported by a strict load).
+    """
+    out = {}
+    per_block = 2 if cluster else 1
+    for key, value in state_dict.items():
+        new = _convert_key(key, per_block)
+        if value.dim() == 3 and value.shape[-1] == 1 and new.endswith("fc.weight"):
+            value = value.squeeze(-1)  # Conv1d(k=1) weight -> Linear weight
+        out[new] = value
+    return out
+
+
+def _unit(rest: str) -> str:
+    for old, new in sorted(_UNIT.items(), key=lambda kv: -len(kv[0])):
+        if rest.startswith(old + "."):
+            return new + rest[len(old):]
+    return rest
+
+
+def _convert_key(key: str, per_block: int) -> str:
+    if key.startswith("embedding."):
+        return "embedding." + _unit(key[len("embedding."):])
+    m = re.fullmatch(r"local_grouper_list\.(\d+)\.(affine_alpha|affine_beta)", key)
+    if m:
+        return f"stages.{m[1]}.grouper.{m[2]}"
+    m = re.fullmatch(r"pre_blocks_list\.(\d+)\.transfer\.(.+)", key)
+    if m:
+        return f"stages.{m[1]}.transfer.{_unit(m[2])}"
+    m = re.fullmatch(r"pre_blocks_list\.(\d+)\.operation\.(\d+)\.(.+)", key)
+    if m:
+        block, part = divmod(int(m[2]), per_block)
+        if per_block == 2 and part == 0:
+            name, _, rest = m[3].partition(".")
+            return f"stages.{m[1]}.pre.{block}.cluster.{_CLUSTER.get(name, name)}{'.' + rest if rest else ''}"
+        return f"stages.{m[1]}.pre.{block}.mlp.{_unit(m[3])}"
+    m = re.fullmatch(r"pos_blocks_list\.(\d+)\.operation\.(\d+)\.(.+)", key)
+    if m:
+        return f"stages.{m[1]}.pos.{m[2]}.{_unit(m[3])}"
+    return key

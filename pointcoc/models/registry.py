@@ -1,0 +1,35 @@
+"""Model registry in the style of timm: variants registered by name, built by :func:`create_model`."""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Callable
+
+import torch.nn as nn
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+_FAMILIES: dict[str, str] = {}
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Decorator: register a model constructor under its function name."""
+    name = fn.__name__
+    if name in _MODELS:
+        raise ValueError(f"model {name!r} is registered twice")
+    _MODELS[name] = fn
+    _FAMILIES[name] = fn.__module__.rsplit(".", 1)[-1]
+    return fn
+
+
+def list_models(pattern: str = "*", family: str | None = None) -> list[str]:
+    """Sorted names of registered models matching a shell-style ``pattern`` (and ``family``, the module name)."""
+    return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern) and (family is None or _FAMILIES[n] == family))
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+    """Build the registered model ``name``; keyword arguments override its configuration."""
+    if name not in _MODELS:
+        close = fnmatch.filter(_MODELS, f"*{name.split('_')[0]}*")
+        hint = f"; similar: {', '.join(sorted(close))}" if close else ""
+        raise ValueError(f"unknown model {name!r}{hint}. pointcoc.list_models() names all {len(_MODELS)} models")
+    return _MODELS[name](**kwargs)

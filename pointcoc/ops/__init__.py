@@ -1,0 +1,11 @@
+"""Point-set ops: farthest point sampling, k nearest neighbours and gathering by index.
+
+Each op has a pure-torch path (CPU and CUDA), uses pytorch3d automatically when it imports
+(``backend="auto"``), and is checked against the naive loops in :mod:`pointcoc.ops.reference`.
+"""
+
+from .gather import gather_points
+from .knn import knn_points, square_distance
+from .sampling import farthest_point_sample
+
+__all__ = ["farthest_point_sample", "gather_points", "knn_points", "square_distance"]

@@ -1,0 +1,29 @@
+"""Argument validation that fails with one line naming the argument and what was expected."""
+
+from __future__ import annotations
+
+import torch
+
+
+def check_point_set(name: str, x: torch.Tensor, dim: int | None = None) -> None:
+    """Require a batched point set ``[B, N, D]`` (``D == dim`` when given)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape [B, N, D], got {type(x).__name__}")
+    expected = f"[B, N, {dim}]" if dim is not None else "[B, N, D]"
+    if x.dim() != 3 or (dim is not None and x.shape[-1] != dim):
+        raise ValueError(f"{name} must have shape {expected}, got {list(x.shape)}")
+
+
+def check_finite(name: str, x: torch.Tensor) -> None:
+    """Reject NaN/Inf early: FPS and kNN silently return garbage indices on them."""
+    if not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(f"{name} contains {bad} non-finite values (NaN or Inf); clean or drop those points first")
+
+
+def check_count(name: str, wanted: int, available: int, what: str) -> None:
+    """Require ``wanted <= available`` for sampling or neighbour counts."""
+    if wanted < 1:
+        raise ValueError(f"{name} must be >= 1, got {wanted}")
+    if wanted > available:
+        raise ValueError(f"{name}={wanted} exceeds the {available} {what} available")
