@@ -178,7 +178,9 @@ class PointMLP(nn.Module):
         drop_rate: float = 0.5,
         input_layout: str = "BNC",
     ) -> None:
+        config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__()
+        self.config = config  # constructor arguments, e.g. to rebuild the model from a checkpoint
         lists = dict(dim_expansion=dim_expansion, pre_blocks=pre_blocks, pos_blocks=pos_blocks,
                      k_neighbors=k_neighbors, reducers=reducers)
         if len({len(v) for v in lists.values()}) != 1:
@@ -228,6 +230,11 @@ class PointMLP(nn.Module):
         if self.check_inputs and not torch.compiler.is_compiling():
             check_finite("xyz", xyz)
         return xyz.contiguous()
+
+    def example_input(self, batch_size: int = 1) -> torch.Tensor:
+        """A random input of the configured size and layout (for FLOP counting, benchmarks, tracing)."""
+        xyz = torch.rand(batch_size, self.num_points, 3) * 2 - 1
+        return xyz.transpose(1, 2).contiguous() if self.input_layout == "BCN" else xyz
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Global feature ``[B, num_features]`` (max over the last stage's points)."""

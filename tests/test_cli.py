@@ -1,0 +1,27 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_info_reports_parameters_and_macs(capsys):
+    assert main.main(["info", "--model", "pointmlp_elite"]) == 0
+    out = capsys.readouterr().out
+    assert "716,232" in out and "0.90 G per sample" in out and "not counted" in out
+
+
+def test_unknown_model_is_one_line_error(capsys):
+    assert main.main(["info", "--model", "pointmlp_cox"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown model 'pointmlp_cox'") and "\n" not in err
+
+
+def test_list_and_help_run_as_a_script():
+    out = subprocess.run([sys.executable, "main.py", "list", "pointmlp*"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.split() == ["pointmlp", "pointmlp_coc", "pointmlp_coc_elite",
+                                                          "pointmlp_elite"]
+    out = subprocess.run([sys.executable, "main.py", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0 and "info" in out.stdout

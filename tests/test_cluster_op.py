@@ -1,0 +1,109 @@
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from conftest import load_fixture
+from pointcoc.cluster import context_cluster
+from pointcoc.cluster.reference import context_cluster_naive
+from pointcoc.compat import official_model
+
+
+def make_inputs(b=3, n=20, m=4, d=6, e=5, dtype=torch.float32, alpha=1.3, beta=-0.2):
+    g = torch.Generator().manual_seed(1)
+    tensors = [torch.randn(*s, generator=g, dtype=dtype) for s in ((b, n, d), (b, n, e), (b, m, d), (b, m, e))]
+    scalars = [torch.tensor([alpha], dtype=dtype), torch.tensor([beta], dtype=dtype)]
+    return [t.requires_grad_() for t in tensors + scalars]
+
+
+def grads(fn, inputs, grad_out):
+    inputs = [t.detach().clone().requires_grad_() for t in inputs]
+    result = fn(*inputs)
+    result.out.backward(grad_out)
+    return result, [t.grad for t in inputs]
+
+
+@pytest.mark.parametrize("shape", [dict(), dict(m=1), dict(b=1, n=1, m=3), dict(b=2, n=50, m=16, d=24, e=24)])
+@pytest.mark.parametrize("alpha", [1.3, -0.7])
+def test_fast_matches_naive_values_and_grads(shape, alpha):
+    inputs = make_inputs(**shape, alpha=alpha)
+    grad_out = torch.randn(inputs[1].shape)
+    fast, fast_grads = grads(context_cluster, inputs, grad_out)
+    naive, naive_grads = grads(context_cluster_naive, inputs, grad_out)
+    torch.testing.assert_close(fast.out, naive.out, atol=1e-6, rtol=1e-5)
+    assert torch.equal(fast.assignment, naive.assignment)
+    torch.testing.assert_close(fast.similarity, naive.similarity)
+    for name, a, b in zip(("points", "values", "centers", "value_centers", "alpha", "beta"), fast_grads, naive_grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=f"gradient of {name}")
+
+
+def test_equations_on_a_hand_sized_example():
+    points = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 0.1]]])
+    values = torch.tensor([[[1.0], [2.0], [3.0]]])
+    centers = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    value_centers = torch.tensor([[[10.0], [20.0]]])
+    res = context_cluster(points, values, centers, value_centers, torch.ones(1), torch.zeros(1))
+    s = torch.sigmoid(torch.tensor([1.0, 1.0, 1.0 / (1.01**0.5)]))
+    assert res.assignment.tolist() == [[0, 1, 0]]
+    g0 = (s[0] * 1 + s[2] * 3 + 10) / (s[0] + s[2] + 1)
+    g1 = (s[1] * 2 + 20) / (s[1] + 1)
+    torch.testing.assert_close(res.out[0, :, 0], torch.stack([s[0] * g0, s[1] * g1, s[2] * g0]))
+
+
+def test_gradcheck_float64():
+    inputs = make_inputs(b=2, n=7, m=3, d=4, e=3, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda *x: context_cluster(*x).out, inputs)
+
+
+class _MaxNumel(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
+def test_never_materialises_batch_centers_points_dim():
+    b, n, m, d = 4, 64, 8, 16
+    inputs = make_inputs(b=b, n=n, m=m, d=d, e=d)
+    with _MaxNumel() as fast:
+        context_cluster(*inputs).out.sum().backward()
+    with _MaxNumel() as naive:
+        context_cluster_naive(*inputs).out.sum().backward()
+    assert naive.largest >= b * m * n * d  # the official formula does
+    assert fast.largest <= b * n * d  # ours stays at the size of its inputs
+
+
+def test_official_cluster_fixture_outputs_and_gradients():
+    fx = load_fixture("cluster_op.pt")
+    model = official_model(fx["builder"], fx["kwargs"], fx["state_dict"])
+    x = fx["input"].clone().requires_grad_()
+    y = model(x)
+    torch.testing.assert_close(y, fx["output"], atol=1e-5, rtol=1e-4)
+    y.backward(fx["grad_output"])
+    torch.testing.assert_close(x.grad, fx["grad_input"], atol=1e-5, rtol=1e-4)
+    params = dict(model.named_parameters())
+    assert set(params) == set(fx["grad_params"])
+    for name, grad in fx["grad_params"].items():
+        torch.testing.assert_close(params[name].grad, grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize(
+    "field,shape,match",
+    [
+        ("points", (3, 20), r"points must have shape \[B, N, D\]"),
+        ("values", (3, 19, 5), r"values must have shape \[B, N, E\]"),
+        ("centers", (3, 4, 7), r"centers must have shape \[B, M, D\]"),
+        ("value_centers", (3, 5, 5), r"value_centers must have shape \[B, M, E\]"),
+        ("centers", (3, 0, 6), r"centers must have shape"),
+    ],
+)
+def test_shape_errors_name_the_argument(field, shape, match):
+    inputs = dict(zip(("points", "values", "centers", "value_centers", "alpha", "beta"), make_inputs()))
+    inputs[field] = torch.randn(shape)
+    with pytest.raises(ValueError, match=match):
+        context_cluster(**inputs)
