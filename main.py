@@ -1,7 +1,7 @@
 """pointcoc command line: one entry point for the models, training and tools.
 
-    python main.py list                      registered models
-    python main.py info --model NAME         parameters and MACs of a model
+python main.py list                      registered models
+python main.py info --model NAME         parameters and MACs of a model
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="main.py", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="main.py", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("list", help="list registered models")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'coc_*'")

@@ -20,8 +20,14 @@ def test_unknown_model_is_one_line_error(capsys):
 
 
 def test_list_and_help_run_as_a_script():
-    out = subprocess.run([sys.executable, "main.py", "list", "pointmlp*"], cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode == 0 and out.stdout.split() == ["pointmlp", "pointmlp_coc", "pointmlp_coc_elite",
-                                                          "pointmlp_elite"]
+    out = subprocess.run(
+        [sys.executable, "main.py", "list", "pointmlp*"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 0 and out.stdout.split() == [
+        "pointmlp",
+        "pointmlp_coc",
+        "pointmlp_coc_elite",
+        "pointmlp_elite",
+    ]
     out = subprocess.run([sys.executable, "main.py", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0 and "info" in out.stdout

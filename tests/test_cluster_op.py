@@ -1,8 +1,8 @@
 import pytest
 import torch
+from conftest import load_fixture
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from conftest import load_fixture
 from pointcoc.cluster import context_cluster
 from pointcoc.cluster.reference import context_cluster_naive
 from pointcoc.compat import official_model
@@ -10,7 +10,9 @@ from pointcoc.compat import official_model
 
 def make_inputs(b=3, n=20, m=4, d=6, e=5, dtype=torch.float32, alpha=1.3, beta=-0.2):
     g = torch.Generator().manual_seed(1)
-    tensors = [torch.randn(*s, generator=g, dtype=dtype) for s in ((b, n, d), (b, n, e), (b, m, d), (b, m, e))]
+    tensors = [
+        torch.randn(*s, generator=g, dtype=dtype) for s in ((b, n, d), (b, n, e), (b, m, d), (b, m, e))
+    ]
     scalars = [torch.tensor([alpha], dtype=dtype), torch.tensor([beta], dtype=dtype)]
     return [t.requires_grad_() for t in tensors + scalars]
 
@@ -32,7 +34,9 @@ def test_fast_matches_naive_values_and_grads(shape, alpha):
     torch.testing.assert_close(fast.out, naive.out, atol=1e-6, rtol=1e-5)
     assert torch.equal(fast.assignment, naive.assignment)
     torch.testing.assert_close(fast.similarity, naive.similarity)
-    for name, a, b in zip(("points", "values", "centers", "value_centers", "alpha", "beta"), fast_grads, naive_grads):
+    for name, a, b in zip(
+        ("points", "values", "centers", "value_centers", "alpha", "beta"), fast_grads, naive_grads
+    ):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=f"gradient of {name}")
 
 

@@ -4,8 +4,7 @@ import types
 import pytest
 import torch
 
-from pointcoc.ops import farthest_point_sample, gather_points, knn_points, square_distance
-from pointcoc.ops import _backend
+from pointcoc.ops import _backend, farthest_point_sample, gather_points, knn_points, square_distance
 from pointcoc.ops.reference import farthest_point_sample_naive, gather_points_naive, knn_points_naive
 
 
@@ -104,13 +103,22 @@ def test_pytorch3d_agrees_with_torch_path():
 @pytest.mark.parametrize(
     "call,match",
     [
-        (lambda: farthest_point_sample(torch.rand(10, 3), 2), r"points must have shape \[B, N, D\], got \[10, 3\]"),
+        (
+            lambda: farthest_point_sample(torch.rand(10, 3), 2),
+            r"points must have shape \[B, N, D\], got \[10, 3\]",
+        ),
         (lambda: farthest_point_sample(torch.rand(1, 10, 3), 11), "num_samples=11 exceeds the 10 points"),
         (lambda: farthest_point_sample(torch.rand(1, 10, 3), 0), "num_samples must be >= 1"),
-        (lambda: knn_points(torch.rand(1, 2, 3), torch.rand(1, 5, 2), 2), r"points must have shape \[B, N, 3\]"),
+        (
+            lambda: knn_points(torch.rand(1, 2, 3), torch.rand(1, 5, 2), 2),
+            r"points must have shape \[B, N, 3\]",
+        ),
         (lambda: knn_points(torch.rand(2, 2, 3), torch.rand(1, 5, 3), 2), "share the batch size"),
         (lambda: knn_points(torch.rand(1, 2, 3), torch.rand(1, 5, 3), 6), "k=6 exceeds the 5 points"),
-        (lambda: gather_points(torch.rand(5, 3), torch.zeros(5, 2, dtype=torch.long)), r"points must have shape"),
+        (
+            lambda: gather_points(torch.rand(5, 3), torch.zeros(5, 2, dtype=torch.long)),
+            r"points must have shape",
+        ),
     ],
 )
 def test_bad_arguments_name_themselves(call, match):

@@ -1,15 +1,19 @@
 import pytest
 import torch
+from conftest import load_fixture
 
 import pointcoc
-from conftest import load_fixture
 from pointcoc.compat import load_official_checkpoint, official_model
 from pointcoc.models.pointmlp import PointMLP, convert_official_state_dict
 
 POINT_MODELS = pointcoc.list_models(family="pointmlp")
 # Our registered name -> the official variant in variants.json (None: no official counterpart).
-OFFICIAL_NAME = {"pointmlp": "pointMLP", "pointmlp_elite": "pointMLPElite", "pointmlp_coc": "pointMLP_CoC",
-                 "pointmlp_coc_elite": None}
+OFFICIAL_NAME = {
+    "pointmlp": "pointMLP",
+    "pointmlp_elite": "pointMLPElite",
+    "pointmlp_coc": "pointMLP_CoC",
+    "pointmlp_coc_elite": None,
+}
 
 
 def test_every_point_model_is_mapped():
@@ -40,8 +44,8 @@ def test_parameter_count_and_keys_match_official(name, num_classes, official_var
     model = pointcoc.create_model(name, num_classes=num_classes)
     assert sum(p.numel() for p in model.parameters()) == variant["params"]
     converted = convert_official_state_dict(
-        {k: torch.empty(s) for k, s in variant["state_dict_shapes"].items()}, cluster=model.stages[0].pre[0].cluster
-        is not None
+        {k: torch.empty(s) for k, s in variant["state_dict_shapes"].items()},
+        cluster=model.stages[0].pre[0].cluster is not None,
     )
     ours = model.state_dict()
     assert set(converted) == set(ours)
@@ -104,9 +108,15 @@ def test_load_official_checkpoint_pointmlp_style(tmp_path):
 
 
 def _mini_overrides(kw):
-    return dict(num_points=kw["points"], embed_dim=kw["embed_dim"], dim_expansion=kw["dim_expansion"],
-                pre_blocks=kw["pre_blocks"], pos_blocks=kw["pos_blocks"], k_neighbors=kw["k_neighbors"],
-                reducers=kw["reducers"])
+    return dict(
+        num_points=kw["points"],
+        embed_dim=kw["embed_dim"],
+        dim_expansion=kw["dim_expansion"],
+        pre_blocks=kw["pre_blocks"],
+        pos_blocks=kw["pos_blocks"],
+        k_neighbors=kw["k_neighbors"],
+        reducers=kw["reducers"],
+    )
 
 
 def test_load_checkpoint_of_another_model_lists_the_differences(tmp_path):
@@ -121,10 +131,14 @@ def test_load_checkpoint_of_another_model_lists_the_differences(tmp_path):
     sd = dict(fx["state_dict"])
     sd["classifier.8.weight"] = torch.zeros(10, 256)
     torch.save(sd, path)
-    with pytest.raises(ValueError, match=r"does not fit PointMLP: mis-shaped \(1\): "
-                                         r"classifier.8.weight \[10, 256\] vs \[15, 256\]$"):
-        load_official_checkpoint(pointcoc.create_model("pointmlp", num_classes=15, **_mini_overrides(fx["kwargs"])),
-                                 path)
+    with pytest.raises(
+        ValueError,
+        match=r"does not fit PointMLP: mis-shaped \(1\): "
+        r"classifier.8.weight \[10, 256\] vs \[15, 256\]$",
+    ):
+        load_official_checkpoint(
+            pointcoc.create_model("pointmlp", num_classes=15, **_mini_overrides(fx["kwargs"])), path
+        )
 
 
 class _RunsCode:
@@ -180,8 +194,14 @@ def test_registry():
         pointcoc.create_model("pointmlp_cox")
 
 
-@pytest.mark.parametrize("name,official", [("pointmlp", "pointMLP[40]"), ("pointmlp_elite", "pointMLPElite[40]"),
-                                           ("pointmlp_coc", "pointMLP_CoC[40]")])
+@pytest.mark.parametrize(
+    "name,official",
+    [
+        ("pointmlp", "pointMLP[40]"),
+        ("pointmlp_elite", "pointMLPElite[40]"),
+        ("pointmlp_coc", "pointMLP_CoC[40]"),
+    ],
+)
 def test_macs_match_official(name, official, official_variants):
     from pointcoc.utils.flops import count_macs
 

@@ -17,7 +17,8 @@ def fold_regions(x: torch.Tensor, folds: tuple[int, int]) -> torch.Tensor:
     b, c, h, w = x.shape
     if h % fh or w % fw:
         raise ValueError(
-            f"feature map {h}x{w} cannot be split into {fh}x{fw} regions: each side must be divisible by its fold"
+            f"feature map {h}x{w} cannot be split into {fh}x{fw} regions: "
+            "each side must be divisible by its fold"
         )
     x = x.reshape(b, c, fh, h // fh, fw, w // fw).permute(0, 2, 4, 1, 3, 5)
     return x.reshape(b * fh * fw, c, h // fh, w // fw)

@@ -8,7 +8,7 @@ needed around the cluster blocks. Official checkpoints convert with :func:`conve
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -104,7 +104,9 @@ class LocalGrouper(nn.Module):
 class PreBlock(nn.Module):
     """Optional context-cluster block followed by a residual MLP, applied to every group."""
 
-    def __init__(self, dim: int, expansion: float, bias: bool, activation: str, cluster: bool, heads: int) -> None:
+    def __init__(
+        self, dim: int, expansion: float, bias: bool, activation: str, cluster: bool, heads: int
+    ) -> None:
         super().__init__()
         self.cluster = GroupClusterMixer(dim, heads=heads) if cluster else None
         self.mlp = ResidualMLP(dim, expansion, bias, activation)
@@ -139,9 +141,14 @@ class Stage(nn.Module):
         self.transfer = LinearBN(2 * in_dim + (3 if use_xyz else 0), out_dim, bias)
         self.act = make_activation(activation)
         self.pre = nn.Sequential(
-            *[PreBlock(out_dim, expansion, bias, activation, cluster, cluster_heads) for _ in range(pre_blocks)]
+            *[
+                PreBlock(out_dim, expansion, bias, activation, cluster, cluster_heads)
+                for _ in range(pre_blocks)
+            ]
         )
-        self.pos = nn.Sequential(*[ResidualMLP(out_dim, expansion, bias, activation) for _ in range(pos_blocks)])
+        self.pos = nn.Sequential(
+            *[ResidualMLP(out_dim, expansion, bias, activation) for _ in range(pos_blocks)]
+        )
 
     def forward(self, xyz: torch.Tensor, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         xyz, grouped = self.grouper(xyz, feats)
@@ -181,12 +188,21 @@ class PointMLP(nn.Module):
         config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__()
         self.config = config  # constructor arguments, e.g. to rebuild the model from a checkpoint
-        lists = dict(dim_expansion=dim_expansion, pre_blocks=pre_blocks, pos_blocks=pos_blocks,
-                     k_neighbors=k_neighbors, reducers=reducers)
+        lists = dict(
+            dim_expansion=dim_expansion,
+            pre_blocks=pre_blocks,
+            pos_blocks=pos_blocks,
+            k_neighbors=k_neighbors,
+            reducers=reducers,
+        )
         if len({len(v) for v in lists.values()}) != 1:
-            raise ValueError(f"per-stage lists must have equal lengths, got { {k: len(v) for k, v in lists.items()} }")
+            raise ValueError(
+                f"per-stage lists must have equal lengths, got { {k: len(v) for k, v in lists.items()} }"
+            )
         if input_layout not in ("BNC", "BCN"):
-            raise ValueError(f"input_layout must be 'BNC' ([B, N, 3]) or 'BCN' ([B, 3, N]), got {input_layout!r}")
+            raise ValueError(
+                f"input_layout must be 'BNC' ([B, N, 3]) or 'BCN' ([B, 3, N]), got {input_layout!r}"
+            )
         self.num_classes, self.num_points, self.input_layout = num_classes, num_points, input_layout
         self.check_inputs = True
         self.embedding = LinearBN(3, embed_dim, bias)
@@ -198,19 +214,40 @@ class PointMLP(nn.Module):
             samples = available // reduce
             if samples < 1 or k > available:
                 raise ValueError(
-                    f"stage {i} would sample {samples} anchors with k={k} neighbours out of {available} points; "
-                    f"raise num_points or lower reducers/k_neighbors"
+                    f"stage {i} would sample {samples} anchors with k={k} neighbours out of {available} "
+                    "points; raise num_points or lower reducers/k_neighbors"
                 )
-            stages.append(Stage(dim, dim * expand, samples, k, n_pre, n_pos, res_expansion, bias, activation,
-                                use_xyz, normalize, cluster, cluster_heads))
+            stages.append(
+                Stage(
+                    dim,
+                    dim * expand,
+                    samples,
+                    k,
+                    n_pre,
+                    n_pos,
+                    res_expansion,
+                    bias,
+                    activation,
+                    use_xyz,
+                    normalize,
+                    cluster,
+                    cluster_heads,
+                )
+            )
             self.stage_samples.append(samples)
             dim, available = dim * expand, samples
         self.min_input_points = max(self.stage_samples[0], k_neighbors[0])
         self.stages = nn.ModuleList(stages)
         self.num_features = dim
         self.classifier = nn.Sequential(
-            nn.Linear(dim, 512), nn.BatchNorm1d(512), make_activation(activation), nn.Dropout(drop_rate),
-            nn.Linear(512, 256), nn.BatchNorm1d(256), make_activation(activation), nn.Dropout(drop_rate),
+            nn.Linear(dim, 512),
+            nn.BatchNorm1d(512),
+            make_activation(activation),
+            nn.Dropout(drop_rate),
+            nn.Linear(512, 256),
+            nn.BatchNorm1d(256),
+            make_activation(activation),
+            nn.Dropout(drop_rate),
             nn.Linear(256, num_classes),
         )
 
@@ -219,12 +256,14 @@ class PointMLP(nn.Module):
         axis = 1 if self.input_layout == "BCN" else 2
         if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[axis] != 3:
             got = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"xyz must have shape {expected} (input_layout={self.input_layout!r}), got {got}")
+            raise ValueError(
+                f"xyz must have shape {expected} (input_layout={self.input_layout!r}), got {got}"
+            )
         xyz = x.transpose(1, 2) if self.input_layout == "BCN" else x
         if xyz.shape[1] < self.min_input_points:
             raise ValueError(
-                f"xyz has {xyz.shape[1]} points but the model samples {self.stage_samples[0]} anchors with "
-                f"k={self.min_input_points if xyz.shape[1] else 0} neighbours in its first stage; pass at least "
+                f"xyz has {xyz.shape[1]} points but the model samples {self.stage_samples[0]} anchors and "
+                f"{self.stages[0].grouper.k} neighbours in its first stage; pass at least "
                 f"{self.min_input_points} points or build the model with a smaller num_points"
             )
         if self.check_inputs and not torch.compiler.is_compiling():
@@ -248,8 +287,15 @@ class PointMLP(nn.Module):
         return self.classifier(self.forward_features(x))
 
 
-_ELITE = dict(embed_dim=32, res_expansion=0.25, dim_expansion=(2, 2, 2, 1), pre_blocks=(1, 1, 2, 1),
-              pos_blocks=(1, 1, 2, 1), k_neighbors=(24, 24, 24, 24), reducers=(2, 2, 2, 2))
+_ELITE = dict(
+    embed_dim=32,
+    res_expansion=0.25,
+    dim_expansion=(2, 2, 2, 1),
+    pre_blocks=(1, 1, 2, 1),
+    pos_blocks=(1, 1, 2, 1),
+    k_neighbors=(24, 24, 24, 24),
+    reducers=(2, 2, 2, 2),
+)
 
 
 @register_model
@@ -278,12 +324,20 @@ def pointmlp_coc_elite(num_classes: int = 40, **kwargs) -> PointMLP:
 
 # Official key -> our key. Official modules: embedding.net.{0 conv,1 bn}; local_grouper_list.i;
 # pre_blocks_list.i.{transfer.net, operation.j}; pos_blocks_list.i.operation.j; classifier (same).
-_UNIT = {"net.0": "fc", "net.1": "bn", "net1.0": "net1.fc", "net1.1": "net1.bn",
-         "net2.0": "net2.fc", "net2.1": "net2.bn"}
+_UNIT = {
+    "net.0": "fc",
+    "net.1": "bn",
+    "net1.0": "net1.fc",
+    "net1.1": "net1.bn",
+    "net2.0": "net2.fc",
+    "net2.1": "net2.bn",
+}
 _CLUSTER = {"fc1": "f", "fc_v": "v", "fc2": "proj", "sim_alpha": "sim_alpha", "sim_beta": "sim_beta"}
 
 
-def convert_official_state_dict(state_dict: dict[str, torch.Tensor], cluster: bool) -> dict[str, torch.Tensor]:
+def convert_official_state_dict(
+    state_dict: dict[str, torch.Tensor], cluster: bool
+) -> dict[str, torch.Tensor]:
     """Map an official PointMLP / PointMLP-CoC state dict (pointMLP-pytorch, Context-Cluster) to ours.
 
     In PointMLP-CoC, ``operation`` alternates cluster block and residual unit; in PointMLP it holds
@@ -302,13 +356,13 @@ def convert_official_state_dict(state_dict: dict[str, torch.Tensor], cluster: bo
 def _unit(rest: str) -> str:
     for old, new in sorted(_UNIT.items(), key=lambda kv: -len(kv[0])):
         if rest.startswith(old + "."):
-            return new + rest[len(old):]
+            return new + rest[len(old) :]
     return rest
 
 
 def _convert_key(key: str, per_block: int) -> str:
     if key.startswith("embedding."):
-        return "embedding." + _unit(key[len("embedding."):])
+        return "embedding." + _unit(key[len("embedding.") :])
     m = re.fullmatch(r"local_grouper_list\.(\d+)\.(affine_alpha|affine_beta)", key)
     if m:
         return f"stages.{m[1]}.grouper.{m[2]}"

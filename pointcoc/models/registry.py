@@ -22,8 +22,13 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
 
 
 def list_models(pattern: str = "*", family: str | None = None) -> list[str]:
-    """Sorted names of registered models matching a shell-style ``pattern`` (and ``family``, the module name)."""
-    return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern) and (family is None or _FAMILIES[n] == family))
+    """Sorted names of registered models matching a shell-style ``pattern``.
+
+    ``family`` filters by the defining module's name, e.g. ``"pointmlp"`` or ``"context_cluster"``.
+    """
+    return sorted(
+        n for n in _MODELS if fnmatch.fnmatch(n, pattern) and (family is None or _FAMILIES[n] == family)
+    )
 
 
 def create_model(name: str, **kwargs) -> nn.Module:
@@ -31,5 +36,7 @@ def create_model(name: str, **kwargs) -> nn.Module:
     if name not in _MODELS:
         close = fnmatch.filter(_MODELS, f"*{name.split('_')[0]}*")
         hint = f"; similar: {', '.join(sorted(close))}" if close else ""
-        raise ValueError(f"unknown model {name!r}{hint}. pointcoc.list_models() names all {len(_MODELS)} models")
+        raise ValueError(
+            f"unknown model {name!r}{hint}. pointcoc.list_models() names all {len(_MODELS)} models"
+        )
     return _MODELS[name](**kwargs)

@@ -24,5 +24,7 @@ def use_pytorch3d(backend: str) -> bool:
         return False
     available = pytorch3d_ops() is not None
     if backend == "pytorch3d" and not available:
-        raise ValueError("backend='pytorch3d' was requested but pytorch3d is not importable; use 'auto' or 'torch'")
+        raise ValueError(
+            "backend='pytorch3d' was requested but pytorch3d is not importable; use 'auto' or 'torch'"
+        )
     return available

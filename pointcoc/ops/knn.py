@@ -27,7 +27,9 @@ def knn_points(queries: torch.Tensor, points: torch.Tensor, k: int, backend: str
     check_point_set("queries", queries)
     check_point_set("points", points, queries.shape[-1])
     if queries.shape[0] != points.shape[0]:
-        raise ValueError(f"queries and points must share the batch size, got {queries.shape[0]} and {points.shape[0]}")
+        raise ValueError(
+            f"queries and points must share the batch size, got {queries.shape[0]} and {points.shape[0]}"
+        )
     check_count("k", k, points.shape[1], "points")
     if use_pytorch3d(backend):
         return pytorch3d_ops().knn_points(queries, points, K=k, return_sorted=True).idx

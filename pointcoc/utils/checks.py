@@ -18,7 +18,9 @@ def check_finite(name: str, x: torch.Tensor) -> None:
     """Reject NaN/Inf early: FPS and kNN silently return garbage indices on them."""
     if not bool(torch.isfinite(x).all()):
         bad = int((~torch.isfinite(x)).sum())
-        raise ValueError(f"{name} contains {bad} non-finite values (NaN or Inf); clean or drop those points first")
+        raise ValueError(
+            f"{name} contains {bad} non-finite values (NaN or Inf); clean or drop those points first"
+        )
 
 
 def check_count(name: str, wanted: int, available: int, what: str) -> None:
