@@ -111,3 +111,27 @@ def test_shape_errors_name_the_argument(field, shape, match):
     inputs[field] = torch.randn(shape)
     with pytest.raises(ValueError, match=match):
         context_cluster(**inputs)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_is_finite_and_keeps_fp32_assignments(dtype):
+    points, values, centers, value_centers, alpha, beta = (
+        t.detach() for t in make_inputs(b=4, n=64, m=4, d=8, e=8)
+    )
+    points[0, 3] = 0.0  # a zero feature vector: fp16 normalisation would divide by zero
+    ref = context_cluster(points, values, centers, value_centers, alpha, beta)
+    low = context_cluster(
+        points.to(dtype), values.to(dtype), centers.to(dtype), value_centers.to(dtype), alpha, beta
+    )
+    assert low.out.dtype == dtype and torch.isfinite(low.out).all()
+    agree = (low.assignment == ref.assignment).float().mean()
+    assert agree > 0.97
+    torch.testing.assert_close(low.out.float(), ref.out, atol=0.05, rtol=0.05)
+
+
+def test_bf16_autocast_backward_is_finite():
+    inputs = make_inputs(b=2, n=30, m=4, d=8, e=8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = context_cluster(*inputs).out
+    out.float().sum().backward()
+    assert all(torch.isfinite(t.grad).all() for t in inputs)

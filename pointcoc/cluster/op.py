@@ -49,8 +49,16 @@ def check_cluster_inputs(
 
 
 def cosine_similarity_to_centers(points: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
-    """``[B, N, M]`` cosine similarities; ``F.normalize``'s eps (1e-12) as in the official code."""
-    return torch.bmm(F.normalize(points, dim=-1), F.normalize(centers, dim=-1).transpose(1, 2))
+    """``[B, N, M]`` cosine similarities; ``F.normalize``'s eps (1e-12) as in the official code.
+
+    At least float32, also under autocast: bf16 cosines flip near-tied assignments, and in fp16 the
+    normalisation eps underflows so a zero feature vector would divide by zero.
+    """
+    dtype = torch.promote_types(points.dtype, torch.float32)
+    with torch.autocast(points.device.type, enabled=False):
+        unit_points = F.normalize(points.to(dtype), dim=-1)
+        unit_centers = F.normalize(centers.to(dtype), dim=-1)
+        return torch.bmm(unit_points, unit_centers.transpose(1, 2))
 
 
 def context_cluster(
@@ -70,6 +78,7 @@ def context_cluster(
     check_cluster_inputs(points, values, centers, value_centers)
     sim_all = torch.sigmoid(beta + alpha * cosine_similarity_to_centers(points, centers))
     sim, assignment = sim_all.max(dim=-1)  # gradient reaches only the chosen similarity
+    sim = sim.to(values.dtype)
 
     index = assignment.unsqueeze(-1).expand_as(values)
     weighted = values * sim.unsqueeze(-1)
