@@ -1,0 +1,63 @@
+"""Checkpoints: written atomically, read with ``weights_only=True``, checked against the run's config."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import RESUMABLE_CHANGES, differences
+
+
+def save_atomic(state: dict[str, Any], path: str | Path) -> None:
+    """Write to a temporary file in the same folder, then rename: a killed save leaves the old file intact."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Tensors and plain containers only: a pickle that would run code is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError or RuntimeError depending on the payload
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"{path} is not a plain-weights checkpoint (weights_only=True refused it: {first})"
+        ) from None
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise ValueError(f"{path} is not a pointcoc training checkpoint (no 'model'/'config' entries)")
+    return state
+
+
+def check_compatible(state: dict[str, Any], config: dict[str, Any], path: str | Path, resume: bool) -> None:
+    """Refuse, in one line, a checkpoint of another model (``test``) or another config (``resume``)."""
+    old = state["config"]
+    if resume:
+        diff = differences(old, config, ignore=RESUMABLE_CHANGES)
+    else:
+        keys = ("model", "data.num_points")
+        diff = differences({k: _get(old, k) for k in keys}, {k: _get(config, k) for k in keys})
+    if diff:
+        diff.sort(key=lambda d: (not d.startswith("model.name"), not d.startswith("model."), d))
+        more = f" (and {len(diff) - 3} more)" if len(diff) > 3 else ""
+        raise ValueError(f"{path} was made with a different config: {'; '.join(diff[:3])}{more}")
+
+
+def _get(config: dict[str, Any], dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node

@@ -1,0 +1,137 @@
+"""Datasets of a run (train / val / test, held out from the training split when a set has no such split)
+and the per-batch preparation that turns a loader batch into model inputs and soft targets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Subset
+
+from ..data import PointCloudDataset, build_dataset
+from ..data.image_augment import ImageEvalTransform, ImageRecipe, ImageTrainAugment, smooth_one_hot
+
+HOLDOUT_SEED = 0  # fixed, so the validation part stays the same whatever the run's seed
+
+
+@dataclass
+class RunData:
+    train: Dataset
+    val: Dataset
+    test: Dataset | None
+    classes: list[str]
+    is_points: bool
+
+
+def _labels(dataset: Dataset) -> np.ndarray:
+    return np.asarray(dataset.labels)  # type: ignore[attr-defined]
+
+
+def holdout(labels: np.ndarray, fractions: tuple[float, ...]) -> list[np.ndarray]:
+    """Stratified deterministic split: per class, a seeded shuffle cut into ``fractions`` + the rest."""
+    rng = np.random.default_rng(HOLDOUT_SEED)
+    parts: list[list[np.ndarray]] = [[] for _ in range(len(fractions) + 1)]
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        start = 0
+        for i, frac in enumerate(fractions):
+            n = int(round(frac * len(idx)))
+            parts[i].append(idx[start : start + n])
+            start += n
+        parts[-1].append(idx[start:])
+    return [np.sort(np.concatenate(p)) for p in parts]
+
+
+def make_dataset(data: dict[str, Any], split: str | None, augment: bool) -> Dataset:
+    return build_dataset(
+        data["name"], data["root"], split, num_points=int(data["num_points"]), augment=augment,
+        **dict(data["kwargs"]),
+    )  # fmt: skip
+
+
+def voting_views(data: dict[str, Any], test: Dataset) -> Dataset:
+    """The test set again, with the training augmentation (for test-time voting; point sets only)."""
+    if isinstance(test, Subset):
+        return Subset(make_dataset(data, data["train_split"], True), test.indices)
+    return make_dataset(data, data["split"], True)
+
+
+def build_run_data(data: dict[str, Any], train: bool = True) -> RunData:
+    """The run's datasets; ``train=False`` (the ``test`` command) builds only the evaluated split."""
+    split = data["split"]
+    fractions = []
+    if data["val_split"] is None:
+        fractions.append(float(data["val_fraction"]))
+    if split is None and float(data["test_fraction"]) > 0:
+        fractions.append(float(data["test_fraction"]))
+    base_eval = make_dataset(data, data["train_split"], False) if fractions else None
+    parts = holdout(_labels(base_eval), tuple(fractions)) if base_eval is not None else []
+
+    test: Dataset | None = None
+    if split is not None:
+        test = make_dataset(data, split, False)
+    elif float(data["test_fraction"]) > 0:
+        test = Subset(base_eval, parts[-2].tolist())
+    if not train:
+        if test is None:
+            raise ValueError(
+                "nothing to evaluate: set data.split (or data.test_fraction with data.split null)"
+            )
+        probe = test.dataset if isinstance(test, Subset) else test
+        return RunData(test, test, test, list(probe.classes), isinstance(probe, PointCloudDataset))
+
+    train_set = make_dataset(data, data["train_split"], bool(data["augment"]))
+    if fractions:
+        train_set = Subset(train_set, parts[-1].tolist())
+    val = (
+        Subset(base_eval, parts[0].tolist())
+        if data["val_split"] is None
+        else make_dataset(data, data["val_split"], False)
+    )
+    probe = train_set.dataset if isinstance(train_set, Subset) else train_set
+    return RunData(train_set, val, test, list(probe.classes), isinstance(probe, PointCloudDataset))
+
+
+def pointmlp_targets(labels: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
+    """PointMLP's smoothing: ``1 - eps`` on the true class, ``eps / (K - 1)`` on each other class."""
+    off = smoothing / (num_classes - 1)
+    out = torch.full((labels.shape[0], num_classes), off, device=labels.device)
+    return out.scatter_(1, labels.view(-1, 1), 1.0 - smoothing)
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return -(targets * torch.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
+
+
+class BatchPrep:
+    """Loader batch -> (inputs, soft targets) for training and inputs for evaluation, on ``device``.
+
+    Point sets are augmented per shape by their dataset; images as a batch here (kornia, on the device).
+    """
+
+    def __init__(
+        self, run_data: RunData, data: dict[str, Any], smoothing: float, device: torch.device
+    ) -> None:
+        self.device, self.smoothing, self.is_points = device, smoothing, run_data.is_points
+        self.num_classes = len(run_data.classes)
+        self.train_aug: ImageTrainAugment | None = None
+        self.eval_tf: ImageEvalTransform | None = None
+        if not self.is_points:
+            recipe = ImageRecipe(**{"label_smoothing": smoothing, **dict(data["image_recipe"])})
+            if data["augment"]:
+                self.train_aug = ImageTrainAugment(self.num_classes, recipe).to(device)
+            self.eval_tf = ImageEvalTransform(recipe.mean, recipe.std).to(device)
+
+    def train(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        if self.train_aug is not None:
+            return self.train_aug(x, y)
+        if self.is_points:
+            return x, pointmlp_targets(y, self.num_classes, self.smoothing)
+        return self.eval_tf(x), smooth_one_hot(y, self.num_classes, self.smoothing)
+
+    def eval(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        return x if self.eval_tf is None else self.eval_tf(x)

@@ -1,0 +1,26 @@
+"""Classification metrics from a confusion matrix (rows: true class, columns: predicted)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import confusion_matrix
+
+
+def confusion(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    return confusion_matrix(labels, predictions, labels=np.arange(num_classes))
+
+
+def summarize(matrix: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """``{"oa", "macc", "per_class": {name: acc}}`` as fractions; classes absent from the split are left
+    out of ``per_class`` and of the class mean rather than counted as 0."""
+    totals = matrix.sum(axis=1)
+    present = totals > 0
+    per_class = np.divide(np.diag(matrix), totals, out=np.zeros(len(totals)), where=present)
+    return {
+        "oa": float(np.trace(matrix) / max(matrix.sum(), 1)),
+        "macc": float(per_class[present].mean()) if present.any() else 0.0,
+        "per_class": {str(name): float(per_class[i]) for i, name in enumerate(class_names) if present[i]},
+    }

@@ -1,0 +1,65 @@
+"""Optimiser and learning-rate schedule from the ``train`` section of a config."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+_NO_DECAY_NAMES = ("sim_alpha", "sim_beta")  # the clustering similarity's scale and shift
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on weight matrices/kernels only: not on norms, biases, layer scales or alpha/beta."""
+    decay, no_decay = [], []
+    norm_params = {
+        id(p)
+        for m in model.modules()
+        if isinstance(m, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm))
+        for p in m.parameters(recurse=False)
+    }
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        skip = p.ndim <= 1 or id(p) in norm_params or name.rsplit(".", 1)[-1] in _NO_DECAY_NAMES
+        (no_decay if skip else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def base_lr(train: dict[str, Any]) -> float:
+    ref = train.get("lr_reference_batch")
+    return float(train["lr"]) * (train["batch_size"] / ref if ref else 1.0)
+
+
+def build_optimizer(model: nn.Module, train: dict[str, Any]) -> torch.optim.Optimizer:
+    groups = param_groups(model, float(train["weight_decay"]))
+    lr = base_lr(train)
+    name = str(train["optimizer"]).lower()
+    if name == "sgd":
+        return torch.optim.SGD(
+            groups, lr=lr, momentum=float(train["momentum"]), nesterov=bool(train["nesterov"])
+        )
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(train["betas"]))
+    raise ValueError(f"train.optimizer must be 'sgd' or 'adamw', got {name!r}")
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, train: dict[str, Any], steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step schedule: linear warm-up from ``warmup_lr``, then cosine from the base lr to ``min_lr``."""
+    lr, min_lr, warm_lr = base_lr(train), float(train["min_lr"]), float(train["warmup_lr"])
+    if min_lr > lr:
+        raise ValueError(f"train.min_lr ({min_lr:g}) is above the base lr ({lr:g}); lower train.min_lr")
+    warmup = int(round(float(train["warmup_epochs"]) * steps_per_epoch))
+    total = max(int(train["epochs"]) * steps_per_epoch, 1)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (warm_lr + (lr - warm_lr) * step / warmup) / lr
+        progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+        return (min_lr + (lr - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))) / lr
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -1,0 +1,74 @@
+import json
+
+import pytest
+import torch
+from test_engine_helpers import tiny_point_config
+
+from pointcoc.engine import trainer
+from pointcoc.engine.checkpoint import load_checkpoint
+from pointcoc.engine.trainer import train
+
+SPLIT_KEYS = {"oa", "macc", "per_class"}
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_reaches_the_uninterrupted_result_and_metrics_json_is_documented(tmp_path, monkeypatch):
+    config = tiny_point_config("train.ema_decay=0.9", "train.grad_clip=1.0")
+    full = train(config, tmp_path / "full")
+
+    # the same run, killed after the second epoch's checkpoint (the end-of-epoch barrier), then resumed
+    calls = {"n": 0}
+
+    def barrier_then_die() -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise Killed
+
+    monkeypatch.setattr(trainer, "barrier", barrier_then_die)
+    with pytest.raises(Killed):
+        train(config, tmp_path / "killed")
+    assert load_checkpoint(tmp_path / "killed" / "checkpoint_last.pt")["epoch"] == 2
+    monkeypatch.undo()
+    resumed = train(config, tmp_path / "killed", resume=True)
+
+    assert resumed["val"] == full["val"] and resumed["test"] == full["test"]
+    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in full["history"]]
+    a = load_checkpoint(tmp_path / "full" / "checkpoint_last.pt")
+    b = load_checkpoint(tmp_path / "killed" / "checkpoint_last.pt")
+    for part in ("model", "ema"):
+        for key, value in a[part].items():
+            assert torch.equal(value, b[part][key]), f"{part}.{key} differs after resume"
+
+    saved = json.loads((tmp_path / "killed" / "metrics.json").read_text())
+    assert set(saved["val"]) == {"last", "best"}
+    for m in (saved["val"]["last"], saved["val"]["best"], saved["test"]):
+        assert set(m) == SPLIT_KEYS and 0 <= m["oa"] <= 1 and 0 <= m["macc"] <= 1
+        assert set(m["per_class"]) <= {"sphere", "box", "cylinder"}
+    assert saved["timing"]["train_s"] > 0 and saved["peak_memory"]["cpu_max_rss_mb"] > 0
+    run = tmp_path / "full"
+    for name in ("config.yaml", "environment.json", "checkpoint_best.pt", "checkpoint_last.pt"):
+        assert (run / name).is_file(), name
+    env = json.loads((run / "environment.json").read_text())
+    assert env["versions"]["torch"] == torch.__version__ and "git_commit" in env
+    assert any((run / "tensorboard").iterdir())
+
+
+def test_same_seed_same_result(tmp_path):
+    config = tiny_point_config("train.epochs=1")
+    a, b = train(config, tmp_path / "a"), train(config, tmp_path / "b")
+    assert a["history"][0]["loss"] == b["history"][0]["loss"] and a["val"] == b["val"]
+
+
+def test_weight_decay_skips_norms_biases_and_cluster_alpha_beta():
+    import pointcoc
+    from pointcoc.engine.optim import param_groups
+
+    model = pointcoc.create_model("pointmlp_coc_elite", num_classes=3, num_points=64, k_neighbors=(8,) * 4)
+    decay, no_decay = param_groups(model, 0.1)
+    names = {id(p): n for n, p in model.named_parameters()}
+    skipped = {names[id(p)].rsplit(".", 1)[-1] for p in no_decay["params"]}
+    assert {"sim_alpha", "sim_beta", "bias", "weight"} <= skipped  # "weight" of BatchNorm
+    assert all(p.ndim >= 2 for p in decay["params"]) and no_decay["weight_decay"] == 0.0
