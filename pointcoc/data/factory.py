@@ -38,12 +38,14 @@ def build_dataset(
     num_points: int = 1024,
     augment: bool | None = None,
     normalize: bool = False,
+    canonical: bool = False,
     **kwargs: Any,
 ) -> Dataset:
     """Build a dataset by name.
 
     Point sets get PointMLP's training transform when ``augment`` (default: ``split == "train"``) and the
-    first ``num_points`` otherwise; ``normalize`` adds unit-sphere normalisation (for data in raw units).
+    first ``num_points`` otherwise; ``normalize`` adds unit-sphere normalisation (for data in raw units) and
+    ``canonical`` a canonical pose for axis-aligned data with ambiguous axis order/signs, in both cases.
     ``kwargs`` go to the dataset (e.g. ``variant`` for ScanObjectNN, ``cache_dir``, ``seed``) or, for point
     sets, to :func:`train_transform` when prefixed ``aug_`` (``aug_jitter=0.01``, ``aug_rotate_axis=1``).
     Image folders read ``root/split`` when it exists, else ``root``.
@@ -51,8 +53,8 @@ def build_dataset(
     augment = split == "train" if augment is None else augment
     if name in POINT_DATASETS or name == "procedural":
         aug = {k[4:]: kwargs.pop(k) for k in list(kwargs) if k.startswith("aug_")}
-        transform = (train_transform(num_points, normalize=normalize, **aug) if augment
-                     else eval_transform(num_points, normalize=normalize))  # fmt: skip
+        transform = (train_transform(num_points, normalize=normalize, canonical=canonical, **aug) if augment
+                     else eval_transform(num_points, normalize=normalize, canonical=canonical))  # fmt: skip
         if name == "procedural":
             return ProceduralShapes(split, num_points, transform, **kwargs)
         if root is None:

@@ -70,6 +70,28 @@ class NormalizeUnitSphere:
         return "NormalizeUnitSphere()"
 
 
+class CanonicalPose:
+    """Resolve the pose ambiguity of axis-aligned shapes (e.g. PCA-aligned ModelNet samples).
+
+    Centres the shape, orders its axes by decreasing spread and flips each axis so that its third moment
+    is positive. Shapes that differ only by an axis permutation or by axis signs then coincide (up to
+    near-equal spreads or near-symmetric axes). Normals, if present, follow the same permutation and signs.
+    """
+
+    def __call__(self, points: torch.Tensor) -> torch.Tensor:
+        xyz = points[:, :3] - points[:, :3].mean(dim=0)
+        order = xyz.var(dim=0).argsort(descending=True)
+        xyz = xyz.index_select(1, order)
+        sign = torch.where((xyz**3).mean(dim=0) < 0, -1.0, 1.0).to(xyz.dtype)
+        if points.shape[1] >= 6:
+            normals = points[:, 3:6].index_select(1, order) * sign
+            return torch.cat([xyz * sign, normals, points[:, 6:]], dim=1)
+        return xyz * sign
+
+    def __repr__(self) -> str:
+        return "CanonicalPose()"
+
+
 class AnisotropicScaleTranslate:
     """PointMLP's ``translate_pointcloud``: per-axis scale U(lo, hi) then per-axis shift U(-shift, shift)."""
 
@@ -151,9 +173,14 @@ def train_transform(
     rotate_axis: int | None = None,
     scale: tuple[float, float] = (2.0 / 3.0, 1.5),
     shift: float = 0.2,
+    canonical: bool = False,
 ) -> Compose:
-    """PointMLP's training pipeline (first N points, scale+translate, shuffle) with the optional extras."""
-    steps: list[PointTransform] = [RandomResample(num_points) if resample else FirstPoints(num_points)]
+    """PointMLP's training pipeline (first N points, scale+translate, shuffle) with the optional extras.
+
+    ``canonical`` puts each shape in :class:`CanonicalPose` (computed on all its points) first.
+    """
+    steps: list[PointTransform] = [CanonicalPose()] if canonical else []
+    steps.append(RandomResample(num_points) if resample else FirstPoints(num_points))
     if normalize:
         steps.append(NormalizeUnitSphere())
     if rotate_axis is not None:
@@ -165,9 +192,11 @@ def train_transform(
     return Compose(steps)
 
 
-def eval_transform(num_points: int, normalize: bool = False) -> Compose:
-    """Deterministic evaluation pipeline: the first N points, optionally unit-sphere normalised."""
-    steps: list[PointTransform] = [FirstPoints(num_points)]
+def eval_transform(num_points: int, normalize: bool = False, canonical: bool = False) -> Compose:
+    """Deterministic evaluation pipeline: the first N points, optionally in canonical pose and unit-sphere
+    normalised."""
+    steps: list[PointTransform] = [CanonicalPose()] if canonical else []
+    steps.append(FirstPoints(num_points))
     if normalize:
         steps.append(NormalizeUnitSphere())
     return Compose(steps)
