@@ -35,6 +35,17 @@ def test_list_and_help_run_as_a_script():
 
 def test_repeated_set_options_accumulate():
     args = main.build_parser().parse_args(
-        ["train", "--config", "c.yaml", "--set", "train.lr=0.1", "seed=1", "--set", "device=cpu", "--out", "o"]
+        [
+            "train",
+            "--config",
+            "c.yaml",
+            "--set",
+            "train.lr=0.1",
+            "seed=1",
+            "--set",
+            "device=cpu",
+            "--out",
+            "o",
+        ]
     )
     assert args.set == ["train.lr=0.1", "seed=1", "device=cpu"]

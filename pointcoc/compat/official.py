@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from ..layers import RegionClusterMixer
+from ..models.context_cluster import ContextCluster
 from ..models.pointmlp import PointMLP
 from ..models.pointmlp import convert_official_state_dict as convert_pointmlp
 
@@ -22,10 +23,30 @@ def _cluster(kwargs: dict[str, Any]) -> tuple[nn.Module, Callable[[StateDict], S
     return RegionClusterMixer(**kwargs), dict
 
 
+def _context_cluster(kwargs: dict[str, Any]) -> tuple[nn.Module, Callable[[StateDict], StateDict]]:
+    kwargs = dict(kwargs)
+    # The official default norm is BatchNorm2d; every published variant passes its GroupNorm(1, C).
+    norm = kwargs.pop("norm_layer", "torch.nn.modules.batchnorm.BatchNorm2d")
+    if norm != "models.context_cluster.GroupNorm":
+        raise ValueError(
+            f"official ContextCluster norm_layer={norm!r} is not supported "
+            f"(only models.context_cluster.GroupNorm)"
+        )
+    act = kwargs.pop("act_layer", "torch.nn.modules.activation.GELU")
+    if act != "torch.nn.modules.activation.GELU":
+        raise ValueError(f"official ContextCluster act_layer={act!r} is not supported (only torch.nn.GELU)")
+    for key in ("init_cfg", "pretrained"):  # mmdet/mmseg checkpoint hooks: load with load_official_checkpoint
+        if kwargs.pop(key, None) is not None:
+            raise ValueError(f"official ContextCluster {key} is not supported; use load_official_checkpoint")
+    return ContextCluster(**kwargs), dict
+
+
 _POINT_ARGS = {"points": "num_points", "class_num": "num_classes"}
 
 
-def _point_model(cluster: bool) -> Callable[[dict[str, Any]], tuple[nn.Module, Callable[[StateDict], StateDict]]]:
+def _point_model(
+    cluster: bool,
+) -> Callable[[dict[str, Any]], tuple[nn.Module, Callable[[StateDict], StateDict]]]:
     def build(kwargs: dict[str, Any]) -> tuple[nn.Module, Callable[[StateDict], StateDict]]:
         kwargs = {_POINT_ARGS.get(k, k): v for k, v in kwargs.items()}
         if kwargs.pop("groups", 1) != 1:
@@ -36,8 +57,11 @@ def _point_model(cluster: bool) -> Callable[[dict[str, Any]], tuple[nn.Module, C
     return build
 
 
-OFFICIAL_BUILDERS: dict[str, Callable[[dict[str, Any]], tuple[nn.Module, Callable[[StateDict], StateDict]]]] = {
+OFFICIAL_BUILDERS: dict[
+    str, Callable[[dict[str, Any]], tuple[nn.Module, Callable[[StateDict], StateDict]]]
+] = {
     "models.context_cluster.Cluster": _cluster,
+    "models.context_cluster.ContextCluster": _context_cluster,
     "pointcloud.models.contextcluster.Model": _point_model(cluster=True),
     "classification_ScanObjectNN.models.pointmlp.Model": _point_model(cluster=False),
     "classification_ModelNet40.models.pointmlp.Model": _point_model(cluster=False),
@@ -45,13 +69,15 @@ OFFICIAL_BUILDERS: dict[str, Callable[[dict[str, Any]], tuple[nn.Module, Callabl
 
 
 def official_model(builder: str, kwargs: dict[str, Any], state_dict: StateDict | None = None) -> nn.Module:
-    """Our model equivalent to ``builder(**kwargs)`` of the official code, with ``state_dict`` loaded strictly.
+    """Our model equivalent to ``builder(**kwargs)`` of the official code, ``state_dict`` loaded strictly.
 
     The model is returned in eval mode and takes inputs in the official layout
     (points ``[B, 3, N]``, images ``[B, 3, H, W]``).
     """
     if builder not in OFFICIAL_BUILDERS:
-        raise ValueError(f"unknown official builder {builder!r}; supported: {', '.join(sorted(OFFICIAL_BUILDERS))}")
+        raise ValueError(
+            f"unknown official builder {builder!r}; supported: {', '.join(sorted(OFFICIAL_BUILDERS))}"
+        )
     try:
         model, convert = OFFICIAL_BUILDERS[builder](kwargs)
     except TypeError as err:  # an official keyword we do not know
@@ -73,8 +99,11 @@ def load_state_dict_strict(model: nn.Module, state_dict: StateDict, source: str)
         if state_dict[k].shape != own[k].shape
     )
     if missing or unexpected or shapes:
-        parts = [f"{name} ({len(keys)}): {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
-                 for name, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes)) if keys]
+        parts = [
+            f"{name} ({len(keys)}): {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
+            for name, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes))
+            if keys
+        ]
         raise ValueError(f"{source} does not fit {type(model).__name__}: " + "; ".join(parts))
     model.load_state_dict(state_dict, strict=True)
 
@@ -88,8 +117,10 @@ def _unwrap(checkpoint: Any, path: str) -> StateDict:
             break
     state = {k.removeprefix("module."): v for k, v in checkpoint.items()}
     if not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path}: no state dict of tensors found (looked for 'net', 'state_dict_ema', "
-                         f"'state_dict', 'model' or a bare state dict)")
+        raise ValueError(
+            f"{path}: no state dict of tensors found (looked for 'net', 'state_dict_ema', "
+            f"'state_dict', 'model' or a bare state dict)"
+        )
     return state
 
 
@@ -106,8 +137,10 @@ def load_official_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Mo
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ValueError(f"{path}: cannot be loaded safely with weights_only=True "
-                         f"({type(err).__name__}: {str(err).splitlines()[0]})") from None
+        raise ValueError(
+            f"{path}: cannot be loaded safely with weights_only=True "
+            f"({type(err).__name__}: {str(err).splitlines()[0]})"
+        ) from None
     state = _unwrap(checkpoint, path)
     own = model.state_dict()
     if not set(state) <= set(own):

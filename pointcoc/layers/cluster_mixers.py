@@ -10,8 +10,16 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from ..cluster import context_cluster, fold_regions, grid_centers, grid_to_points, points_to_grid, unfold_regions
+from ..cluster import (
+    context_cluster,
+    fold_regions,
+    grid_centers,
+    grid_to_points,
+    points_to_grid,
+    unfold_regions,
+)
 from ..cluster.op import ClusterResult
 
 
@@ -35,7 +43,9 @@ class ClusterMixer(nn.Module):
     def cluster(self, points, values, centers, value_centers) -> torch.Tensor:
         result = context_cluster(points, values, centers, value_centers, self.sim_alpha, self.sim_beta)
         if self.record_assignment:
-            self.last_result = ClusterResult(result.out.detach(), result.assignment, result.similarity.detach())
+            self.last_result = ClusterResult(
+                result.out.detach(), result.assignment, result.similarity.detach()
+            )
         return result.out
 
 
@@ -44,6 +54,14 @@ class RegionClusterMixer(ClusterMixer):
 
     ``proposal_*``/``fold_*`` follow the official naming: ``*_w`` is dim 2 and ``*_h`` dim 3 of the map.
     Regions are used only when both folds exceed 1, as in the official code.
+
+    A map whose sides are not multiples of the folds (the official code rejects it) is handled by
+    zero-padding the ``f`` and ``v`` projections at the bottom/right to :meth:`padded_size` and cropping
+    the result back. Divisible sizes are untouched (exact official parity). Zero features have cosine 0
+    with every center and leave the direction of the pooled similarity centers unchanged, and zero values
+    add nothing to the aggregates; padded points still add ``sigmoid(beta)`` to the denominator of the
+    center they join and scale down the pooled value centers of edge windows, so outputs in regions that
+    touch the padding differ slightly from clustering their real points alone.
     """
 
     def __init__(
@@ -65,10 +83,20 @@ class RegionClusterMixer(ClusterMixer):
         self.proposals = (proposal_w, proposal_h)
         self.folds = (fold_w, fold_h) if fold_w > 1 and fold_h > 1 else (1, 1)
 
+    def padded_size(self, h: int, w: int) -> tuple[int, int]:
+        """Size an ``h x w`` map is clustered at: rounded up to multiples of the folds."""
+        fh, fw = self.folds
+        return -(-h // fh) * fh, -(-w // fw) * fw
+
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
         x = x.reshape(b * self.heads, self.head_dim, h, w)
-        return fold_regions(x, self.folds) if self.folds != (1, 1) else x
+        if self.folds == (1, 1):
+            return x
+        ph, pw = self.padded_size(h, w)
+        if (ph, pw) != (h, w):
+            x = F.pad(x, (0, pw - w, 0, ph - h))
+        return fold_regions(x, self.folds)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
@@ -81,7 +109,7 @@ class RegionClusterMixer(ClusterMixer):
         )
         out = points_to_grid(out, feats.shape[-2:])
         if self.folds != (1, 1):
-            out = unfold_regions(out, self.folds)
+            out = unfold_regions(out, self.folds)[..., :h, :w]
         return self.proj(out.reshape(b, self.heads * self.head_dim, h, w))
 
 

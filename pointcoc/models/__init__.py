@@ -1,7 +1,8 @@
 """Model families; importing this package registers every variant."""
 
 from . import pointmlp  # noqa: F401  (registers the point models)
+from .context_cluster import ContextCluster  # (importing registers the image models)
 from .pointmlp import PointMLP
 from .registry import create_model, list_models, register_model
 
-__all__ = ["PointMLP", "create_model", "list_models", "register_model"]
+__all__ = ["ContextCluster", "PointMLP", "create_model", "list_models", "register_model"]
