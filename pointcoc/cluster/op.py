@@ -10,7 +10,8 @@ values ``w_m`` (all proposed by the caller):
     out_n  = s_n * g_m(n)
 
 The official code materialises ``[batch, centers, points, dim]`` products to do this; here the
-aggregation is a scatter-add and the dispatch a gather, so memory stays ``O(points * dim)``.
+aggregation is an index-add and the dispatch an index-select over the ``[B * M, E]`` center table, with a
+hand-written backward, so nothing larger than the inputs is built or saved.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 
 class ClusterResult(NamedTuple):
@@ -61,6 +63,100 @@ def cosine_similarity_to_centers(points: torch.Tensor, centers: torch.Tensor) ->
         return torch.bmm(unit_points, unit_centers.transpose(1, 2))
 
 
+_NORMALIZE_EPS = 1e-12  # F.normalize's default, as in the official code
+
+
+class _ContextCluster(torch.autograd.Function):
+    """The operator with its backward written out.
+
+    Autograd through the composed ops keeps several ``[B, N, E]`` temporaries alive and runs ~20 full-size
+    kernels per step; here only ``[B, N]`` and ``[B, M, *]`` tensors are saved and backward allocates, besides
+    the input gradients, only ``[B, N, M]`` buffers. Similarities are computed in at least float32 (see
+    :func:`cosine_similarity_to_centers`), the value path in the values' dtype, with autocast off inside.
+    """
+
+    @staticmethod
+    def forward(ctx, points, values, centers, value_centers, alpha, beta):  # type: ignore[override]
+        with torch.autocast(points.device.type, enabled=False):
+            sim_dtype = torch.promote_types(points.dtype, torch.float32)
+            p, c = points.to(sim_dtype), centers.to(sim_dtype)
+            p_len, c_len = p.norm(dim=-1), c.norm(dim=-1, keepdim=True)  # [B, N], [B, M, 1]
+            c_hat = c / c_len.clamp_min(_NORMALIZE_EPS)
+            # cos(p, c) = <p, c_hat> / |p|: no normalised [B, N, D] copy of the points is needed.
+            cos = torch.bmm(p, c_hat.transpose(1, 2)).div_(p_len.clamp_min(_NORMALIZE_EPS).unsqueeze(-1))
+            sim, assignment = torch.sigmoid(beta + alpha * cos).max(dim=-1)  # [B, N]
+            index = assignment.unsqueeze(-1)
+            cos_chosen = cos.gather(-1, index).squeeze(-1)
+            sim_out = sim.to(values.dtype)
+            del cos
+            b, n, e = values.shape
+            m = value_centers.shape[1]
+            # Aggregate and dispatch by rows of the [B * M, E] center table (index_add / index_select);
+            # a one-hot matmul would also add MACs that the official models do not have.
+            rows = (assignment + torch.arange(0, b * m, m, device=assignment.device).unsqueeze(-1)).view(-1)
+            weighted = (values * sim_out.unsqueeze(-1)).reshape(b * n, e)
+            numerator = value_centers.reshape(b * m, e).index_add(0, rows, weighted)
+            del weighted
+            denominator = values.new_ones(b * m).index_add_(0, rows, sim_out.view(-1))
+            aggregated = numerator.div_(denominator.unsqueeze(-1)).view(b, m, e)
+            denominator = denominator.view(b, m)
+            out = aggregated.view(b * m, e).index_select(0, rows).view(b, n, e).mul_(sim_out.unsqueeze(-1))
+        ctx.save_for_backward(
+            points, values, centers, c_hat, c_len, alpha, sim, sim_out, assignment, p_len, cos_chosen,
+            aggregated, denominator,
+        )  # fmt: skip
+        ctx.beta_shape, ctx.beta_dtype = beta.shape, beta.dtype
+        ctx.mark_non_differentiable(assignment)
+        return out, assignment, sim_out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out, _grad_assignment, grad_sim_out):  # type: ignore[override]
+        (
+            points, values, centers, c_hat, c_len, alpha, sim, sim_out, assignment, p_len, cos_chosen,
+            aggregated, denominator,
+        ) = ctx.saved_tensors  # fmt: skip
+        with torch.autocast(points.device.type, enabled=False):
+            index = assignment.unsqueeze(-1)
+            weight = values.new_zeros(*assignment.shape, centers.shape[1]).scatter_(
+                -1, index, sim_out.unsqueeze(-1)
+            )
+            # out_n = s_n g_m(n),  g_m = num_m / den_m,  num_m = w_m + sum s_n v_n,  den_m = 1 + sum s_n
+            grad_numerator = torch.bmm(weight.transpose(1, 2), grad_out).div_(denominator.unsqueeze(-1))
+            grad_denominator = (grad_numerator * aggregated).sum(-1).neg_()  # [B, M]
+            grad_values = torch.bmm(weight, grad_numerator)
+            del weight  # frees a [B, N, M] buffer before the next one is allocated
+            # dL/ds_n = <G_n, g_m(n)> + <v_n, dnum_m(n)> + dden_m(n): computed for all m, then picked.
+            grad_sim_all = torch.bmm(grad_out, aggregated.transpose(1, 2))
+            grad_sim_all.baddbmm_(values, grad_numerator.transpose(1, 2))
+            grad_sim_all.add_(grad_denominator.unsqueeze(1))
+            grad_sim = grad_sim_all.gather(-1, index).squeeze(-1).to(sim.dtype)
+            del grad_sim_all
+            if grad_sim_out is not None:
+                grad_sim += grad_sim_out
+            grad_logit = grad_sim.mul_(sim * (1.0 - sim))  # through the sigmoid
+            grad_beta = grad_logit.sum().reshape(ctx.beta_shape)
+            grad_alpha = (grad_logit * cos_chosen).sum().reshape(alpha.shape)
+            grad_cos = grad_logit * alpha  # [B, N]; cos enters only at m(n)
+            # cos = <p, c_hat> / r with r = max(|p|, eps); clamp_min passes no gradient below eps:
+            # dL/dp = dcos * (c_hat / r - cos * p / (r * |p|) * [|p| >= eps])
+            p = points.to(c_hat.dtype)
+            p_norm = p_len.clamp_min(_NORMALIZE_EPS)
+            scaled = c_hat.new_zeros(*assignment.shape, centers.shape[1]).scatter_(
+                -1, index, (grad_cos / p_norm).unsqueeze(-1)
+            )  # [B, N, M]
+            grad_points = torch.bmm(scaled, c_hat)
+            radial = grad_cos * cos_chosen * (p_len >= _NORMALIZE_EPS) / p_norm.square()
+            grad_points.addcmul_(p, radial.neg_().unsqueeze(-1))
+            grad_c_hat = torch.bmm(scaled.transpose(1, 2), p)  # [B, M, D]
+            radial_c = (grad_c_hat * c_hat).sum(-1, keepdim=True) * (c_len >= _NORMALIZE_EPS)
+            grad_centers = (grad_c_hat - c_hat * radial_c) / c_len.clamp_min(_NORMALIZE_EPS)
+        return (
+            grad_points.to(points.dtype), grad_values, grad_centers.to(centers.dtype), grad_numerator,
+            grad_alpha.to(alpha.dtype), grad_beta.to(ctx.beta_dtype),
+        )  # fmt: skip
+
+
 def context_cluster(
     points: torch.Tensor,
     values: torch.Tensor,
@@ -73,17 +169,7 @@ def context_cluster(
 
     ``value_centers [B, M, E]`` are the centers' own values (e.g. pooled like the centers);
     ``alpha``/``beta`` are the learnable scalars of the similarity. Heads and regions are folded
-    into B by the caller.
+    into B by the caller. Differentiable once (no double backward).
     """
     check_cluster_inputs(points, values, centers, value_centers)
-    sim_all = torch.sigmoid(beta + alpha * cosine_similarity_to_centers(points, centers))
-    sim, assignment = sim_all.max(dim=-1)  # gradient reaches only the chosen similarity
-    sim = sim.to(values.dtype)
-
-    index = assignment.unsqueeze(-1).expand_as(values)
-    weighted = values * sim.unsqueeze(-1)
-    numerator = value_centers.scatter_add(1, index, weighted)
-    denominator = torch.ones_like(value_centers[..., 0]).scatter_add(1, assignment, sim)
-    aggregated = numerator / denominator.unsqueeze(-1)
-    out = aggregated.gather(1, index) * sim.unsqueeze(-1)
-    return ClusterResult(out, assignment, sim)
+    return ClusterResult(*_ContextCluster.apply(points, values, centers, value_centers, alpha, beta))
