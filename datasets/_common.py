@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import shutil
 import sys
@@ -9,6 +10,7 @@ import tempfile
 import urllib.request
 import zipfile
 from pathlib import Path
+from typing import Any
 
 
 def file_digest(path: Path, algorithm: str) -> str:
@@ -77,6 +79,18 @@ def unpack_zip(archive: Path, parent: Path, member: str) -> Path:
             raise SystemExit(f"{archive} has no top-level folder {member!r}; it is not the expected archive")
         unpacked.rename(target)
     return target
+
+
+def prepare_parser(module: str, doc: str, root_help: str) -> tuple[argparse.ArgumentParser, Any]:
+    """The shared command line of the preparation scripts: ``--root DIR`` (prepare) or ``--check DIR``.
+
+    Returns the parser and the mutually exclusive group, for scripts that add another mode to it.
+    """
+    parser = argparse.ArgumentParser(prog=f"python -m datasets.{module}", description=doc.split("\n")[0])
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--root", help=root_help)
+    group.add_argument("--check", metavar="ROOT", help="validate an existing folder and report")
+    return parser, group
 
 
 def run_check(check, root: str) -> int:

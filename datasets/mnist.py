@@ -6,12 +6,11 @@ python -m datasets.mnist --check DATA/mnist
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from pointcoc.data import MNIST
 
-from ._common import describe, download, run_check
+from ._common import describe, download, prepare_parser, run_check
 
 # The files LeCun's site served, as mirrored by torchvision's S3 bucket; md5s as published by torchvision.
 MIRRORS = (
@@ -56,10 +55,7 @@ def fetch(root: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m datasets.mnist", description=__doc__.split("\n")[0])
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--root", help="folder to download into")
-    group.add_argument("--check", metavar="ROOT", help="validate an existing folder and report")
+    parser, _ = prepare_parser("mnist", __doc__, "folder to download into")
     args = parser.parse_args(argv)
     if args.check:
         return run_check(check, args.check)

@@ -10,7 +10,6 @@ hdf5 convention), one seeded stream per mesh so that the output is reproducible.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 
 from pointcoc.data.mesh import sample_meshes
 
-from ._common import download, run_check, unpack_zip
+from ._common import download, prepare_parser, run_check, unpack_zip
 from .modelnet40 import check as check_h5
 
 URL = "http://3dvision.princeton.edu/projects/2014/3DShapeNets/ModelNet10.zip"
@@ -61,11 +60,10 @@ def convert(off_root: Path, out: Path, points: int = 1024, seed: int = 0) -> Pat
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m datasets.modelnet10", description=__doc__.split("\n")[0])
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--root", help="folder to download ModelNet10.zip into and write the hdf5 folder in")
+    parser, group = prepare_parser(
+        "modelnet10", __doc__, "folder to download ModelNet10.zip into and write the hdf5 folder in"
+    )
     group.add_argument("--convert", metavar="OFF_ROOT", help="sample an existing ModelNet10 mesh folder")
-    group.add_argument("--check", metavar="ROOT", help="validate an existing hdf5 folder and report")
     parser.add_argument("--out", help="output folder for --convert")
     parser.add_argument("--points", type=int, default=1024)
     parser.add_argument("--sha256", help="expected sha256 of ModelNet10.zip")

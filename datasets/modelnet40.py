@@ -10,12 +10,11 @@ the sha256 it got; pass ``--sha256`` to pin a copy you trust.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from pointcoc.data import ModelNetH5
 
-from ._common import describe, download, run_check, unpack_zip
+from ._common import describe, download, prepare_parser, run_check, unpack_zip
 
 URL = "https://github.com/ma-xu/pointMLP-pytorch/releases/download/dataset/modelnet40_ply_hdf5_2048.zip"
 FOLDER = "modelnet40_ply_hdf5_2048"
@@ -35,10 +34,7 @@ def check(root: Path, expected: dict[str, int] | None = EXPECTED) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m datasets.modelnet40", description=__doc__.split("\n")[0])
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--root", help="folder to download and unpack into")
-    group.add_argument("--check", metavar="ROOT", help="validate an existing hdf5 folder and report")
+    parser, _ = prepare_parser("modelnet40", __doc__, "folder to download and unpack into")
     parser.add_argument("--sha256", help="expected sha256 of the zip")
     parser.add_argument("--url", default=URL)
     args = parser.parse_args(argv)

@@ -99,7 +99,7 @@ def test_load_official_checkpoint_pointmlp_style(tmp_path):
     model = load_official_checkpoint(_official_coc(fx), path).eval()
     with torch.no_grad():
         torch.testing.assert_close(model(fx["input"]), fx["output"], atol=1e-5, rtol=1e-4)
-    # A model built from the registry (no official_converter attached) converts too.
+    # A model built from the registry (not through official_model) converts too.
     native = pointcoc.create_model("pointmlp_coc", num_classes=15, **_mini_overrides(fx["kwargs"]))
     load_official_checkpoint(native, path)
     # Our own key names load as they are.

@@ -82,7 +82,6 @@ def official_model(builder: str, kwargs: dict[str, Any], state_dict: StateDict |
         model, convert = OFFICIAL_BUILDERS[builder](kwargs)
     except TypeError as err:  # an official keyword we do not know
         raise ValueError(f"cannot build {builder} from kwargs {sorted(kwargs)}: {err}") from None
-    model.official_converter = convert
     if state_dict is not None:
         load_state_dict_strict(model, convert(state_dict), source=builder)
     return model.eval()
@@ -144,14 +143,13 @@ def load_official_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Mo
     state = _unwrap(checkpoint, path)
     own = model.state_dict()
     if not set(state) <= set(own):
-        convert = getattr(model, "official_converter", None) or _default_converter(model)
-        state = convert(state)
+        state = official_key_converter(model)(state)
     load_state_dict_strict(model, state, source=path)
     return model
 
 
-def _default_converter(model: nn.Module) -> Callable[[StateDict], StateDict]:
+def official_key_converter(model: nn.Module) -> Callable[[StateDict], StateDict]:
+    """Official -> pointcoc key mapping for ``model``'s family (identity where the names already agree)."""
     if isinstance(model, PointMLP):
-        has_cluster = any(k.endswith("cluster.sim_alpha") for k in model.state_dict())
-        return lambda sd: convert_pointmlp(sd, has_cluster)
+        return lambda sd: convert_pointmlp(sd, model.config["cluster"])
     return dict

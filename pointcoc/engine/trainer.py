@@ -182,10 +182,8 @@ def train(config: dict[str, Any], out: str | Path, resume: bool = False) -> dict
         step_model.train()
         sampler.set_epoch(epoch)
         torch.manual_seed(_epoch_seed(seed, epoch, rank))
-        sums, seen = (
-            torch.zeros(2, device=device),
-            0,
-        )  # loss * n and correct: kept on device, read once an epoch
+        sums = torch.zeros(2, device=device)  # loss * n and correct: kept on device, read once an epoch
+        seen = 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", leave=False, dynamic_ncols=True,
                    disable=not (main and config["runtime"]["progress"]))  # fmt: skip
         for x, y in bar:
