@@ -15,7 +15,14 @@ def check_point_set(name: str, x: torch.Tensor, dim: int | None = None) -> None:
 
 
 def check_finite(name: str, x: torch.Tensor) -> None:
-    """Reject NaN/Inf early: FPS and kNN silently return garbage indices on them."""
+    """Reject NaN/Inf early: FPS and kNN silently return garbage indices on them.
+
+    On accelerators the check is asynchronous (no host sync in the training step): a non-finite value
+    then surfaces as a device-side assertion at the next synchronisation instead of a ValueError here.
+    """
+    if x.device.type != "cpu":
+        torch._assert_async(torch.isfinite(x).all(), f"{name} contains non-finite values (NaN or Inf)")
+        return
     if not bool(torch.isfinite(x).all()):
         bad = int((~torch.isfinite(x)).sum())
         raise ValueError(
