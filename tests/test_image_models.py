@@ -264,3 +264,26 @@ def test_macs_match_official_and_paper(name, official_variants):
     macs, _ = count_macs(model, model.example_input(1))
     assert macs == official_variants[name]["macs"]
     assert abs(macs / 1e9 - PAPER_GMACS[name]) / PAPER_GMACS[name] < 0.01
+
+
+def test_grad_checkpointing_gives_the_same_gradients_and_keeps_less():
+    torch.manual_seed(0)
+    model = pointcoc.create_model("coc_tiny_plain", num_classes=5, drop_path_rate=0.1).train()
+    x = torch.randn(2, 3, 64, 64)
+
+    def run(checkpointing: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
+        model.set_grad_checkpointing(checkpointing)
+        model.zero_grad()
+        saved = []
+        torch.manual_seed(1)  # same drop-path draws in both runs
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+            loss = model(x).logsumexp(-1).sum()
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}, sum(saved)
+
+    loss, grads, kept = run(False)
+    loss_ckpt, grads_ckpt, kept_ckpt = run(True)
+    torch.testing.assert_close(loss_ckpt, loss)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grads_ckpt[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert kept_ckpt < kept / 4

@@ -1,8 +1,9 @@
 """Model families; importing this package registers every variant."""
 
-from . import pointmlp  # noqa: F401  (registers the point models)
+from . import pointmlp, pointnet  # noqa: F401  (registers the point models)
 from .context_cluster import ContextCluster  # (importing registers the image models)
 from .pointmlp import PointMLP
+from .pointnet import PointNet
 from .registry import create_model, list_models, register_model
 
-__all__ = ["ContextCluster", "PointMLP", "create_model", "list_models", "register_model"]
+__all__ = ["ContextCluster", "PointMLP", "PointNet", "create_model", "list_models", "register_model"]

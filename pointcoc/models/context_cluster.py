@@ -20,6 +20,7 @@ from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
 
 from ..cluster import unfold_regions
 from ..layers import RegionClusterMixer
@@ -228,6 +229,15 @@ class ContextCluster(nn.Module):
             self.norm = nn.GroupNorm(1, embed_dims[-1])
             self.head = nn.Linear(embed_dims[-1], num_classes) if num_classes > 0 else nn.Identity()
         self.apply(_init_linear)
+        self.grad_checkpointing = False
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in the backward pass instead of keeping them (as in timm).
+
+        Training then keeps only the blocks' inputs alive, trading about one extra forward pass of the
+        blocks for a much smaller peak memory.
+        """
+        self.grad_checkpointing = enable
 
     def _with_positions(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
@@ -253,8 +263,13 @@ class ContextCluster(nn.Module):
         with ``fork_feat`` the list of every stage's normalised output."""
         x = self.patch_embed(self._with_positions(x))
         outs = []
+        recompute = self.grad_checkpointing and torch.is_grad_enabled()
         for idx, module in enumerate(self.network):
-            x = module(x)
+            if recompute and idx in self.stage_indices:
+                for block in module:
+                    x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = module(x)
             if self.fork_feat and idx in self.stage_indices:
                 outs.append(getattr(self, f"norm{idx}")(x))
         return outs if self.fork_feat else x

@@ -36,3 +36,18 @@ def check_count(name: str, wanted: int, available: int, what: str) -> None:
         raise ValueError(f"{name} must be >= 1, got {wanted}")
     if wanted > available:
         raise ValueError(f"{name}={wanted} exceeds the {available} {what} available")
+
+
+def channels_last_xyz(x: torch.Tensor, input_layout: str) -> torch.Tensor:
+    """A point model's input as ``[B, N, 3]``; ``input_layout="BCN"`` takes the official ``[B, 3, N]``."""
+    expected = "[B, 3, N]" if input_layout == "BCN" else "[B, N, 3]"
+    axis = 1 if input_layout == "BCN" else 2
+    if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[axis] != 3:
+        got = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"xyz must have shape {expected} (input_layout={input_layout!r}), got {got}")
+    return x.transpose(1, 2) if input_layout == "BCN" else x
+
+
+def check_input_layout(input_layout: str) -> None:
+    if input_layout not in ("BNC", "BCN"):
+        raise ValueError(f"input_layout must be 'BNC' ([B, N, 3]) or 'BCN' ([B, 3, N]), got {input_layout!r}")
