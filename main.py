@@ -8,6 +8,14 @@ python main.py test --config FILE --checkpoint PATH --out DIR [--set ...] [--vot
                                          evaluate a checkpoint on data.split (and N-view voting, apart)
 python main.py list [PATTERN]            registered models
 python main.py info --model NAME         parameters and MACs of a model
+python main.py bench --model NAME [--batch B --device cpu|cuda --precision fp32|bf16|fp16 --compile
+        --channels-last --points N --size S --warmup W --repeats R]
+                                         params, MACs, inference and training throughput, peak memory
+python main.py visualize (--checkpoint PATH | --model NAME) --input FILE --out FILE [FILE ...]
+        [--stage S --block B --head H --alpha A --index I]
+                                         cluster pictures of an image or a point cloud (.png, .html)
+python main.py demo [--checkpoints DIR --host 127.0.0.1 --port 7860 --max-upload-mb 20]
+                                         Gradio app over the checkpoints in DIR (pip install -e ".[demo]")
 
 Config keys: seed, device, model.name, model.kwargs.*, data.name, data.root, data.split, data.num_points,
 train.epochs, train.batch_size, train.lr, ... (pointcoc/engine/config.py lists all). Recipes: experiments/.
@@ -54,6 +62,21 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from pointcoc.bench import benchmark_model, format_report
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    result = benchmark_model(
+        args.model, args.batch, args.device, args.precision, args.compile, args.channels_last,
+        args.points, args.size, args.warmup, args.repeats,
+    )  # fmt: skip
+    print(format_report(result))
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from pointcoc.engine import load_config, train
 
@@ -69,6 +92,34 @@ def cmd_test(args: argparse.Namespace) -> int:
         load_config(args.config, args.set), args.checkpoint, args.out, votes=args.votes
     )
     _report(metrics, Path(args.out))
+    return 0
+
+
+def cmd_visualize(args: argparse.Namespace) -> int:
+    from pointcoc.viz import load_checkpoint_model, load_named_model, visualize
+    from pointcoc.viz.inputs import input_kind, split_index
+    from pointcoc.viz.visualize import check_output
+
+    points = input_kind(split_index(args.input, args.index)[0]) == "points"
+    outs = [check_output(Path(out), points) for out in args.out]  # before the model runs: fail fast
+    viz = load_checkpoint_model(args.checkpoint) if args.checkpoint else load_named_model(args.model)
+    result = visualize(viz, args.input, args.stage, args.block, args.head, args.alpha, args.index)
+    print(result.summary)
+    for name, p in result.predictions:
+        print(f"  {p:7.2%}  {name}")
+    for out in outs:
+        result.save(out)
+        print(f"wrote {out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        from pointcoc.viz.demo import launch
+    except ImportError as exc:
+        print(f"error: the demo needs Gradio ({exc}); pip install -e \".[demo]\"", file=sys.stderr)
+        return 2
+    launch(args.checkpoints, args.host, args.port, args.max_upload_mb)
     return 0
 
 
@@ -121,6 +172,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="a name from `main.py list`")
     p.add_argument("--num-classes", type=int, default=40)
     p.set_defaults(func=cmd_info)
+    p = sub.add_parser("bench", help="throughput and peak memory of a model (inference and training step)")
+    p.add_argument("--model", required=True, help="a name from `main.py list`")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="autocast dtype")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (warm-up compiles)")
+    p.add_argument("--channels-last", action="store_true", help="image models: NHWC maps and weights")
+    p.add_argument("--points", type=int, help="point models: points per cloud (num_points, default 1024)")
+    p.add_argument("--size", type=int, help="image models: image side (default 224)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps per mode")
+    p.add_argument("--repeats", "--steps", type=int, default=10, help="timed steps per mode (median taken)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    p.set_defaults(func=cmd_bench)
     p = sub.add_parser("train", help="train a model from a YAML recipe")
     p.add_argument("--config", required=True, help="YAML recipe, e.g. experiments/configs/default.yaml")
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
@@ -135,6 +199,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--votes", type=int, default=0, help="also report N-view voting (fixed seed), apart")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_test)
+    p = sub.add_parser("visualize", help="cluster pictures of one image or point cloud")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="a checkpoint written by `main.py train`")
+    source.add_argument("--model", help="a registered model with random weights, e.g. coc_tiny")
+    p.add_argument("--input", required=True,
+                   help="image (.jpg, .png, ...) or point cloud (FILE.h5:INDEX, .txt, .off, .ply)")
+    p.add_argument("--index", type=int, help="sample of an .h5 file (or write FILE.h5:INDEX)")
+    p.add_argument("--stage", type=int, default=0)
+    p.add_argument("--block", type=int, help="block of the stage (default: its last)")
+    p.add_argument("--head", type=int, default=0)
+    p.add_argument("--alpha", type=float, default=0.5, help="cluster colour over the image, 0..1")
+    p.add_argument("--out", nargs="+", required=True, metavar="FILE",
+                   help=".png / .jpg picture; .html interactive 3D view (point clouds)")
+    p.set_defaults(func=cmd_visualize)
+    p = sub.add_parser("demo", help="Gradio app: pick a checkpoint, upload a file, see its clusters")
+    p.add_argument("--checkpoints", default="runs", help="folder searched for *.pt checkpoints")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="uploads larger than this are refused")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -54,3 +54,18 @@ def test_shipped_recipes_load():
         load_config(path)
     mn40 = load_config(root / "configs" / "modelnet40.yaml")["train"]
     assert (mn40["lr"], mn40["weight_decay"], mn40["epochs"], mn40["min_lr"]) == (0.1, 2e-4, 300, 0.005)
+
+
+def test_grad_checkpointing_is_switched_on_or_refused():
+    from types import SimpleNamespace
+
+    from pointcoc.engine.config import load_config
+    from pointcoc.engine.trainer import build_model
+
+    images = SimpleNamespace(is_points=False, classes=["a", "b"])
+    config = load_config(None, ["model.name=coc_tiny", "runtime.grad_checkpointing=true"])
+    assert build_model(config, images).grad_checkpointing
+    points = SimpleNamespace(is_points=True, classes=["a", "b"])
+    config = load_config(None, ["model.name=pointmlp_elite", "runtime.grad_checkpointing=true"])
+    with pytest.raises(ValueError, match="runtime.grad_checkpointing: pointmlp_elite does not support it"):
+        build_model(config, points)

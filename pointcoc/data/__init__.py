@@ -9,6 +9,7 @@ from .images import MNIST, Digits, ImageFolder, load_rgb, read_idx
 from .mesh import ModelNetOff, read_off, sample_surface
 from .modelnet_h5 import SCANOBJECTNN_CLASSES, SCANOBJECTNN_VARIANTS, ModelNetH5, ScanObjectNN
 from .modelnet_resampled import ModelNet40Resampled
+from .ply import read_ply
 from .point_dataset import PointCloudDataset
 from .point_transforms import eval_transform, train_transform
 from .procedural import ProceduralShapes
@@ -32,6 +33,7 @@ __all__ = [
     "load_rgb",
     "read_idx",
     "read_off",
+    "read_ply",
     "sample_surface",
     "train_transform",
 ]

@@ -47,11 +47,20 @@ DEFAULTS: dict[str, Any] = {
         "ema_decay": None,  # e.g. 0.999: keep EMA weights, evaluate and select with them
         "eval_every": 1,
     },
-    "runtime": {"compile": False, "threads": 0, "sync_bn": False, "progress": True},
+    "runtime": {
+        "compile": False,
+        "threads": 0,
+        "sync_bn": False,
+        "progress": True,
+        "grad_checkpointing": False,  # recompute block activations in backward (models that support it)
+    },
+    # TensorBoard cluster pictures of the first `cluster_images` validation samples on epoch 1, every
+    # `cluster_images_every` epochs and on the last (0: never); a few forwards of single samples each time
+    "log": {"cluster_images_every": 10, "cluster_images": 4},
 }
 
 # Keys that may change between a checkpoint and the run resuming from it.
-RESUMABLE_CHANGES = ("runtime", "device", "data.num_workers")
+RESUMABLE_CHANGES = ("runtime", "device", "data.num_workers", "log")
 
 
 def parse_value(text: str) -> Any:
@@ -111,17 +120,33 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def _apply_recipe(config: dict[str, Any], path: Path, chain: tuple[Path, ...] = ()) -> None:
+    """Merge the YAML file at ``path`` into ``config``, after its ``_base_`` recipes (one path or a list,
+    relative to the file, applied in order), so a table row can state only what differs from its recipe.
+    Open dictionaries (``*.kwargs``, ``data.image_recipe``) are replaced whole, as over the defaults."""
+    if not path.is_file():
+        raise ValueError(f"config file {path} does not exist")
+    loaded = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path} must hold a mapping of config keys, got {type(loaded).__name__}")
+    bases = loaded.pop("_base_", [])
+    for base in [bases] if isinstance(bases, str) else bases:
+        base_path = (path.parent / base).resolve()
+        if base_path in chain + (path.resolve(),):
+            raise ValueError(f"{path}: _base_ {base!r} includes itself; remove the cycle")
+        if not base_path.is_file():
+            raise ValueError(
+                f"{path}: _base_ file {base_path} does not exist; paths are relative to {path.parent}"
+            )
+        _apply_recipe(config, base_path, chain + (path.resolve(),))
+    _merge(config, loaded)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Defaults <- the YAML file <- overrides; unknown keys are refused."""
+    """Defaults <- the YAML file (after its ``_base_`` files) <- overrides; unknown keys are refused."""
     config = copy.deepcopy(DEFAULTS)
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"config file {path} does not exist")
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path} must hold a mapping of config keys, got {type(loaded).__name__}")
-        _merge(config, loaded)
+        _apply_recipe(config, Path(path))
     for key, value in parse_overrides(overrides).items():
         set_dotted(config, key, value)
     return config

@@ -13,7 +13,7 @@ from torch.utils.data import Dataset, Subset
 from ..data import build_loader
 from .data import BatchPrep
 from .distributed import all_gather_objects
-from .metrics import confusion, summarize
+from .metrics import confusion, summarize, top_k_accuracy
 
 
 def autocast(device: torch.device, amp: str | None) -> contextlib.AbstractContextManager:
@@ -56,7 +56,10 @@ def metrics_of(
     scores: np.ndarray, labels: np.ndarray, classes: list[str]
 ) -> tuple[dict[str, Any], np.ndarray]:
     matrix = confusion(labels, scores.argmax(axis=1), len(classes))
-    return summarize(matrix, classes), matrix
+    metrics = summarize(matrix, classes)
+    if scores.shape[1] > 5:  # with five classes or fewer top-5 is 1 by construction: left out
+        metrics["top5"] = top_k_accuracy(scores, labels, 5)
+    return metrics, matrix
 
 
 def vote(

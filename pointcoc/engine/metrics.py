@@ -1,4 +1,4 @@
-"""Classification metrics from a confusion matrix (rows: true class, columns: predicted)."""
+"""Classification metrics from a confusion matrix (rows: true, columns: predicted); top-k from scores."""
 
 from __future__ import annotations
 
@@ -24,3 +24,9 @@ def summarize(matrix: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
         "macc": float(per_class[present].mean()) if present.any() else 0.0,
         "per_class": {str(name): float(per_class[i]) for i, name in enumerate(class_names) if present[i]},
     }
+
+
+def top_k_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Fraction of samples whose label is among their ``k`` highest scores (ties broken by class order)."""
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return float((top == labels[:, None]).any(axis=1).sum() / max(len(labels), 1))

@@ -37,7 +37,14 @@ def build_model(config: dict[str, Any], run_data: RunData) -> nn.Module:
     kwargs = dict(config["model"]["kwargs"])
     if run_data.is_points:
         kwargs.setdefault("num_points", int(config["data"]["num_points"]))
-    return create_model(config["model"]["name"], num_classes=len(run_data.classes), **kwargs)
+    model = create_model(config["model"]["name"], num_classes=len(run_data.classes), **kwargs)
+    if config["runtime"]["grad_checkpointing"]:
+        if not hasattr(model, "set_grad_checkpointing"):
+            raise ValueError(
+                f"runtime.grad_checkpointing: {config['model']['name']} does not support it; set it to false"
+            )
+        model.set_grad_checkpointing(True)
+    return model
 
 
 def _setup(config: dict[str, Any]) -> tuple[torch.device, int, int]:
@@ -154,6 +161,13 @@ def train(config: dict[str, Any], out: str | Path, resume: bool = False) -> dict
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(out / "tensorboard"), purge_step=epoch0 + 1 if resume else None)
+    pictures = None
+    if writer is not None and int(config["log"]["cluster_images_every"]) > 0:
+        from ..viz.tensorboard import ClusterPictures  # matplotlib and the renderers: only when used
+
+        log = config["log"]
+        pictures = ClusterPictures(run_data.val, int(log["cluster_images"]), int(log["cluster_images_every"]),
+                                   prep.eval)  # fmt: skip
 
     epochs, eval_batch = int(tr["epochs"]), int(tr["batch_size"])
     clip = tr["grad_clip"]
@@ -236,6 +250,8 @@ def train(config: dict[str, Any], out: str | Path, resume: bool = False) -> dict
             writer.add_scalar("train/loss", loss_mean, epoch + 1)
             writer.add_scalar("train/acc", acc, epoch + 1)
             writer.add_scalar("train/lr", record["lr"], epoch + 1)
+            if pictures is not None and pictures.due(epoch + 1, last_epoch):
+                pictures.log(writer, eval_model, epoch + 1)
             save_atomic(snapshot(epoch + 1, history), last_path)
         barrier()
 

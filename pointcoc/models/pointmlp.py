@@ -8,14 +8,16 @@ needed around the cluster blocks. Official checkpoints convert with :func:`conve
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 
 from ..layers import GroupClusterMixer
 from ..ops import farthest_point_sample, gather_points, knn_points
-from ..utils.checks import check_finite
+from ..utils.checks import channels_last_xyz, check_finite, check_input_layout
 from .registry import register_model
 
 _ACTIVATIONS = {
@@ -75,6 +77,9 @@ class LocalGrouper(nn.Module):
         if normalize not in (None, "center", "anchor"):
             raise ValueError(f"normalize must be 'center', 'anchor' or None, got {normalize!r}")
         self.samples, self.k, self.use_xyz, self.normalize = samples, k, use_xyz, normalize
+        # set by PointMLP.capture_clusters: keep the last forward's (anchor_idx [B, S], neighbours [B, S, K])
+        self.record_indices = False
+        self.last_indices: tuple[torch.Tensor, torch.Tensor] | None = None
         if normalize is not None:
             width = channels + (3 if use_xyz else 0)
             self.affine_alpha = nn.Parameter(torch.ones(1, 1, 1, width))
@@ -85,6 +90,8 @@ class LocalGrouper(nn.Module):
         anchor_xyz = gather_points(xyz, anchor_idx)
         anchor_feats = gather_points(feats, anchor_idx)
         neighbours = knn_points(anchor_xyz, xyz, self.k)
+        if self.record_indices:
+            self.last_indices = (anchor_idx, neighbours)
         grouped = gather_points(feats, neighbours)
         if self.use_xyz:
             grouped = torch.cat([grouped, gather_points(xyz, neighbours)], dim=-1)
@@ -156,6 +163,27 @@ class Stage(nn.Module):
         return xyz, self.pos(grouped.amax(dim=2))
 
 
+@dataclass
+class GroupAssignment:
+    """One cluster block's result inside the kNN groups, heads unfolded: ``[B, S, heads, K]`` each."""
+
+    assignment: torch.Tensor  # index of each group member's center (PointMLP-CoC: one center, the mean)
+    similarity: torch.Tensor  # sigmoid similarity of each member to that center
+
+
+@dataclass
+class StageGroups:
+    """What one stage's grouper sampled and grouped, and what its cluster blocks assigned.
+
+    ``points`` is the set the stage groups: the model input for stage 0, else the previous stage's anchors.
+    """
+
+    points: torch.Tensor  # [B, N, 3]
+    anchor_idx: torch.Tensor  # [B, S] farthest-point samples, indices into ``points``
+    neighbours: torch.Tensor  # [B, S, K] each anchor's kNN group, indices into ``points``
+    blocks: list[GroupAssignment | None] = field(default_factory=list)  # per pre-extraction block
+
+
 class PointMLP(nn.Module):
     """PointMLP (Ma et al., ICLR 2022), optionally with a context-cluster block before each
     pre-extraction residual unit (PointMLP-CoC, Ma et al., ICLR 2023).
@@ -199,10 +227,7 @@ class PointMLP(nn.Module):
             raise ValueError(
                 f"per-stage lists must have equal lengths, got { {k: len(v) for k, v in lists.items()} }"
             )
-        if input_layout not in ("BNC", "BCN"):
-            raise ValueError(
-                f"input_layout must be 'BNC' ([B, N, 3]) or 'BCN' ([B, 3, N]), got {input_layout!r}"
-            )
+        check_input_layout(input_layout)
         self.num_classes, self.num_points, self.input_layout = num_classes, num_points, input_layout
         self.check_inputs = True
         self.embedding = LinearBN(3, embed_dim, bias)
@@ -252,14 +277,7 @@ class PointMLP(nn.Module):
         )
 
     def _validated_xyz(self, x: torch.Tensor) -> torch.Tensor:
-        expected = "[B, 3, N]" if self.input_layout == "BCN" else "[B, N, 3]"
-        axis = 1 if self.input_layout == "BCN" else 2
-        if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[axis] != 3:
-            got = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(
-                f"xyz must have shape {expected} (input_layout={self.input_layout!r}), got {got}"
-            )
-        xyz = x.transpose(1, 2) if self.input_layout == "BCN" else x
+        xyz = channels_last_xyz(x, self.input_layout)
         if xyz.shape[1] < self.min_input_points:
             raise ValueError(
                 f"xyz has {xyz.shape[1]} points but the model samples {self.stage_samples[0]} anchors and "
@@ -285,6 +303,66 @@ class PointMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.forward_features(x))
+
+    @contextmanager
+    def capture_clusters(self) -> Iterator[dict[int, StageGroups]]:
+        """Record each stage's sampling, kNN groups and cluster assignments in the forwards of the ``with``.
+
+        Yields a dict filled by each forward with ``stage -> StageGroups``; ``blocks[j]`` is the
+        :class:`GroupAssignment` of pre-extraction block ``j`` (``None`` in models without cluster blocks).
+        Indices and assignments are the ones the forward itself used (the groupers' and mixers' recorded
+        results: nothing is recomputed); a later forward overwrites them. Uses forward hooks, so run eagerly::
+
+            with model.capture_clusters() as stages:
+                model(xyz)
+            stages[0].neighbours  # [B, num_points // 2, k]
+        """
+        stages: dict[int, StageGroups] = {}
+        groupers = [stage.grouper for stage in self.stages]
+        mixers = {
+            (s, j): block.cluster
+            for s, stage in enumerate(self.stages)
+            for j, block in enumerate(stage.pre)
+            if block.cluster is not None
+        }
+
+        def on_group(s: int) -> Callable:
+            def store(grouper: LocalGrouper, inputs: tuple, _out: tuple) -> None:
+                anchor_idx, neighbours = grouper.last_indices
+                blocks: list[GroupAssignment | None] = [None] * len(self.stages[s].pre)
+                stages[s] = StageGroups(inputs[0].detach(), anchor_idx, neighbours, blocks)
+                grouper.last_indices = None
+
+            return store
+
+        def on_cluster(s: int, j: int) -> Callable:
+            def store(mixer: GroupClusterMixer, inputs: tuple, _out: torch.Tensor) -> None:
+                b, g, k, _ = inputs[0].shape
+                result = mixer.last_result  # heads folded into the batch as (b, g, head)
+                stages[s].blocks[j] = GroupAssignment(
+                    result.assignment.reshape(b, g, mixer.heads, k),
+                    result.similarity.reshape(b, g, mixer.heads, k),
+                )
+                mixer.last_result = None  # free what the assignment was read from
+
+            return store
+
+        handles = [g.register_forward_hook(on_group(s)) for s, g in enumerate(groupers)]
+        handles += [m.register_forward_hook(on_cluster(*key)) for key, m in mixers.items()]
+        # (module, its recording flag, where it records): set for the ``with``, then restored and cleared
+        recorders = [(g, "record_indices", "last_indices") for g in groupers]
+        recorders += [(m, "record_assignment", "last_result") for m in mixers.values()]
+        flags = [getattr(module, flag) for module, flag, _ in recorders]
+        for module, flag, _ in recorders:
+            setattr(module, flag, True)
+        try:
+            yield stages
+        finally:
+            for handle in handles:
+                handle.remove()
+            for (module, flag, record), was in zip(recorders, flags):
+                setattr(module, flag, was)
+                setattr(module, record, None)
 
 
 _ELITE = dict(

@@ -1,0 +1,99 @@
+"""Model cost of a table row: parameters, MACs (as ``main.py info`` counts them) and inference throughput.
+
+Measured once per row, for the model a finished run trained (its class count read from the checkpoint), and
+kept in ``<out>/<table>/<row>/model.json``; measured again only when the model, input or batch changes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import torch
+
+import pointcoc
+from pointcoc.data.image_augment import ImageRecipe
+from pointcoc.engine.checkpoint import load_checkpoint
+from pointcoc.engine.rundir import write_json
+from pointcoc.engine.trainer import resolve_device
+from pointcoc.utils.flops import COUNTED, count_macs
+
+from .seeds import SeedRun, read_json
+
+WARMUP, TIMED = 3, 10  # forward passes before and during the throughput measurement
+
+
+@torch.no_grad()
+def throughput(model: torch.nn.Module, batch: torch.Tensor, device: torch.device) -> float:
+    """Samples per second of eval-mode float32 forwards of ``batch``, after ``WARMUP`` untimed ones."""
+    model, batch = model.to(device).eval(), batch.to(device)
+    for _ in range(WARMUP):
+        model(batch)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(TIMED):
+        model(batch)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return TIMED * len(batch) / (time.perf_counter() - start)
+
+
+def example(model: torch.nn.Module, config: dict[str, Any], points: bool, batch: int) -> torch.Tensor:
+    """A batch shaped like the run's inputs: its points per shape, or its image size."""
+    if points:
+        return model.example_input(batch)
+    size = int(config["data"]["image_recipe"].get("image_size", ImageRecipe.image_size))
+    return model.example_input(batch, size)
+
+
+def row_cost(run: SeedRun) -> dict[str, Any] | None:
+    """The row's cost record (measured now if ``model.json`` is absent or stale); None before any seed of
+    the row has finished."""
+    checkpoint = run.path / "checkpoint_best.pt"
+    if run.metrics() is None or not checkpoint.is_file():
+        return None
+    table, config = run.table, run.config
+    path = run.path.parent / "model.json"
+    num_classes = len(load_checkpoint(checkpoint)["classes"])
+    points = table.track == "points"
+    kwargs = dict(config["model"]["kwargs"])
+    if points:  # as the engine builds point models: sized for the run's points per shape
+        kwargs.setdefault("num_points", int(config["data"]["num_points"]))
+    key = {
+        "model": config["model"]["name"],
+        "kwargs": kwargs,
+        "num_classes": num_classes,
+        "throughput_batch": table.throughput_batch,
+        "device": str(config["device"]),
+    }
+    saved = read_json(path)
+    if saved is not None and saved.get("key") == json.loads(json.dumps(key)):
+        return saved
+    torch.manual_seed(0)
+    model = pointcoc.create_model(config["model"]["name"], num_classes=num_classes, **kwargs)
+    one = example(model, config, points, 1)
+    macs, _ = count_macs(model, one)
+    record: dict[str, Any] = {
+        "key": key,
+        "input": list(one.shape),
+        "params": sum(p.numel() for p in model.parameters()),
+        "macs": macs,
+        "counted": COUNTED,
+        "throughput": None,
+    }
+    if table.throughput_batch:
+        device = resolve_device(str(config["device"]))
+        if int(config["runtime"]["threads"]) > 0:
+            torch.set_num_threads(int(config["runtime"]["threads"]))
+        rate = throughput(model, example(model, config, points, int(table.throughput_batch)), device)
+        record["throughput"] = {
+            "samples_per_s": rate,
+            "batch": int(table.throughput_batch),
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "threads": torch.get_num_threads(),
+            "precision": "float32",
+        }
+    write_json(record, path)
+    return record

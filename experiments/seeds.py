@@ -1,0 +1,214 @@
+"""One seed of one table row: its run directory, its state, and launching the engine on it.
+
+``<out>/<table>/<row>/seed<S>/`` is a ``main.py train`` run directory, plus ``train.log``, ``status.json``
+(exit code and last output line of every launch, so a failure is reported rather than lost) and, for tables
+with voting, ``votes/`` (a ``main.py test --votes`` run directory) and ``votes.log``.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pointcoc.engine.config import RESUMABLE_CHANGES, differences
+from pointcoc.engine.rundir import write_json
+
+from .tables import Row, Table, has_test, resolve, run_overrides
+
+MAIN = Path(__file__).resolve().parents[1] / "main.py"
+DONE, FAILED, INCOMPLETE, MISSING = "done", "failed", "incomplete", "missing"
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``; None when there is no such file."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is unreadable ({exc}); delete it to rerun this seed") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} holds a {type(data).__name__}, not a JSON object; delete it to rerun")
+    return data
+
+
+@dataclass(frozen=True)
+class SeedRun:
+    table: Table
+    row: Row
+    seed: int
+    path: Path
+    overrides: tuple[str, ...]  # the --set items of this run
+    config: dict[str, Any]  # what they resolve to
+
+    @property
+    def votes_path(self) -> Path:
+        return self.path / "votes"
+
+    def metrics(self) -> dict[str, Any] | None:
+        """metrics.json of a finished training run, else None."""
+        metrics = read_json(self.path / "metrics.json")
+        if metrics is None:
+            return None
+        splits = [metrics.get("val", {}).get("last"), metrics.get("val", {}).get("best")]
+        splits += [metrics.get("test")] if has_test(self.config) else []
+        return metrics if all(isinstance(s, dict) and "oa" in s and "macc" in s for s in splits) else None
+
+    def votes(self) -> dict[str, Any] | None:
+        """The voted test metrics of this seed, else None."""
+        metrics = read_json(self.votes_path / "metrics.json")
+        return metrics.get("test_votes") if metrics is not None else None
+
+    def wants_votes(self) -> bool:
+        return self.table.votes > 0 and has_test(self.config)
+
+    def status(self) -> dict[str, Any]:
+        return read_json(self.path / "status.json") or {}
+
+    def state(self) -> tuple[str, str]:
+        """(done | failed | incomplete | missing, what to say about it)."""
+        if self.metrics() is not None:
+            return DONE, ""
+        failure = self.status().get("train")
+        if failure is not None and failure["returncode"] != 0:
+            return (
+                FAILED,
+                f"exit {failure['returncode']}: {failure['last_line']} (log: {self.path / 'train.log'})",
+            )
+        if (self.path / "checkpoint_last.pt").is_file():
+            return (
+                INCOMPLETE,
+                "checkpoint_last.pt but no metrics.json: killed or still running (rerun resumes it)",
+            )
+        return MISSING, ""
+
+    def check_config(self) -> None:
+        """Refuse to skip or resume a run made with another config than this one."""
+        saved = self.path / "config.yaml"
+        if not saved.is_file():
+            return
+        diff = differences(yaml.safe_load(saved.read_text()), self.config, ignore=RESUMABLE_CHANGES)
+        if diff:
+            raise ValueError(
+                f"{self.path} holds a run of another config ({'; '.join(diff[:3])}); delete it or choose "
+                "another --out"
+            )
+
+
+def plan(
+    table: Table, rows: list[Row], seeds: list[int], out: Path, smoke: bool, extra: list[str]
+) -> list[SeedRun]:
+    runs = []
+    for row in rows:
+        for seed in seeds:
+            overrides = run_overrides(table, row, seed, smoke, extra)
+            path = out / table.name / row.name / f"seed{seed}"
+            runs.append(SeedRun(table, row, seed, path, tuple(overrides), resolve(row, overrides)))
+    return runs
+
+
+def engine_command(config: dict[str, Any], args: list[str]) -> list[str]:
+    """``main.py ARGS``, through torchrun with one process per GPU when the run is on CUDA and several are
+    visible (the engine keeps the global batch, so the result does not depend on the GPU count)."""
+    import torch
+
+    from pointcoc.engine.trainer import resolve_device
+
+    device = resolve_device(str(config["device"]))
+    gpus = torch.cuda.device_count() if device.type == "cuda" and device.index is None else 1
+    if gpus > 1:
+        return [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={gpus}",
+            str(MAIN),
+            *args,
+        ]
+    return [sys.executable, str(MAIN), *args]
+
+
+def launch(command: list[str], log: Path) -> tuple[int, str, float]:
+    """Run ``command``, its output echoed and appended to ``log``: (exit code, last output line, seconds)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print("$ " + shlex.join(command), flush=True)
+    start, last = time.perf_counter(), ""
+    with open(log, "a") as f:
+        f.write("$ " + shlex.join(command) + "\n")
+        with subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        ) as proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                f.write(line)
+                sys.stdout.write(line)
+                # a traceback or the engine's `error: ...` ends the output of a failed run
+                last = line.strip() or last
+    return proc.returncode, last, time.perf_counter() - start
+
+
+def _record(run: SeedRun, stage: str, command: list[str], result: tuple[int, str, float]) -> None:
+    status = run.status()
+    status[stage] = {
+        "returncode": result[0],
+        "last_line": result[1],
+        "seconds": result[2],
+        "command": command,
+    }
+    run.path.mkdir(parents=True, exist_ok=True)  # a launch that failed early may not have made it
+    write_json(status, run.path / "status.json")
+
+
+def train(run: SeedRun) -> bool:
+    """Train the seed unless it has finished; resume it when a killed run left checkpoint_last.pt.
+    Returns whether it has finished. A failure is recorded in status.json, not raised."""
+    if run.metrics() is not None:
+        run.check_config()
+        print(f"[{run.table.name}/{run.row.name}/seed{run.seed}] finished: skipped", flush=True)
+        return True
+    resume = (run.path / "checkpoint_last.pt").is_file()
+    if resume:
+        run.check_config()
+    sets = [*run.overrides, "runtime.progress=false"]  # per-epoch lines only: the log stays readable
+    args = ["train", "--config", str(run.row.config), "--out", str(run.path), "--set", *sets]
+    command = engine_command(run.config, args + (["--resume"] if resume else []))
+    result = launch(command, run.path / "train.log")
+    if result[0] == 0 and run.metrics() is None:
+        result = (1, f"exit 0 but {run.path / 'metrics.json'} is missing or incomplete", result[2])
+    _record(run, "train", command, result)
+    return result[0] == 0
+
+
+def vote(run: SeedRun) -> bool:
+    """``main.py test --votes N`` on the best-on-validation checkpoint, unless done. Returns success."""
+    if run.votes() is not None:
+        return True
+    sets = [*run.overrides, "runtime.progress=false"]
+    args = [
+        "test",
+        "--config",
+        str(run.row.config),
+        "--checkpoint",
+        str(run.path / "checkpoint_best.pt"),
+        "--votes",
+        str(run.table.votes),
+        "--out",
+        str(run.votes_path),
+        "--set",
+        *sets,
+    ]
+    command = engine_command(run.config, args)
+    result = launch(command, run.path / "votes.log")
+    if result[0] == 0 and run.votes() is None:
+        result = (1, f"exit 0 but {run.votes_path / 'metrics.json'} has no test_votes", result[2])
+    _record(run, "votes", command, result)
+    return result[0] == 0

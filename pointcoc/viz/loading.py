@@ -1,0 +1,91 @@
+"""The model to visualise: rebuilt from a training checkpoint (``weights_only``) or a registered name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from ..data.image_augment import IMAGENET_MEAN, IMAGENET_STD, ImageRecipe
+from ..engine.checkpoint import load_checkpoint
+from ..engine.trainer import _load_weights, evaluation_weights
+from ..models import ContextCluster, PointMLP, create_model, list_models
+
+TOP_K = 5
+
+
+@dataclass
+class VizModel:
+    """A model in eval mode plus what is needed to prepare its inputs and name its predictions."""
+
+    model: nn.Module
+    name: str
+    source: str  # the checkpoint path, or "random weights"
+    classes: list[str] | None  # None: predictions are not shown (no class names known)
+    num_points: int = 1024  # point models: points fed per cloud
+    canonical: bool = False  # point models: put shapes in canonical pose first, as the run's data did
+    image_size: int = 224  # image models: side of the square input
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+
+    @property
+    def is_points(self) -> bool:
+        return not isinstance(self.model, ContextCluster)
+
+
+def is_image_model(name: str) -> bool:
+    return name in list_models(family="context_cluster")
+
+
+def _checked(model: nn.Module, name: str) -> nn.Module:
+    if not isinstance(model, (ContextCluster, PointMLP)):
+        raise ValueError(
+            f"{name} has no cluster assignments to show; visualise a CoC image model (coc_*) or a "
+            "PointMLP-family point model (pointmlp*)"
+        )
+    return model.eval()
+
+
+def load_named_model(name: str, seed: int = 0) -> VizModel:
+    """A registered model with random weights (fixed ``seed``), to inspect an untrained model."""
+    torch.manual_seed(seed)
+    model = _checked(create_model(name), name)
+    num_points = model.num_points if isinstance(model, PointMLP) else 1024
+    return VizModel(model, name, "random weights", None, num_points=num_points)
+
+
+def load_checkpoint_model(path: str | Path) -> VizModel:
+    """The model a ``main.py train`` checkpoint holds (its EMA weights when the run kept them)."""
+    path = Path(path)
+    state = load_checkpoint(path)
+    config, classes = state["config"], state.get("classes")
+    if not classes:
+        raise ValueError(f"{path} holds no class names; use a checkpoint written by `main.py train`")
+    name = config["model"]["name"]
+    kwargs = dict(config["model"]["kwargs"])
+    data = config["data"]
+    if not is_image_model(name):
+        kwargs.setdefault("num_points", int(data["num_points"]))
+    model = _checked(create_model(name, num_classes=len(classes), **kwargs), name)
+    _load_weights(model, evaluation_weights(state), path)
+    if isinstance(model, PointMLP):
+        canonical = bool(dict(data["kwargs"]).get("canonical", False))
+        return VizModel(model, name, str(path), list(classes), model.num_points, canonical)
+    recipe = ImageRecipe(**dict(data["image_recipe"]))
+    return VizModel(
+        model, name, str(path), list(classes), image_size=recipe.image_size,
+        mean=tuple(recipe.mean), std=tuple(recipe.std),
+    )  # fmt: skip
+
+
+def top_predictions(
+    logits: torch.Tensor, classes: list[str] | None, k: int = TOP_K
+) -> list[tuple[str, float]]:
+    """``[(class name, probability)]`` of the ``k`` best classes of one sample; empty without class names."""
+    if classes is None:
+        return []
+    probs = torch.softmax(logits.float().reshape(-1), dim=0)
+    values, indices = probs.topk(min(k, len(classes)))
+    return [(classes[i], float(p)) for p, i in zip(values.tolist(), indices.tolist())]

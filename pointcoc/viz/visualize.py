@@ -1,0 +1,174 @@
+"""One input through a model, and its cluster pictures: what ``main.py visualize``, the demo and the
+TensorBoard hook all use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.image_augment import ImageEvalTransform
+from ..data.images import resize_center_crop
+from ..models import ContextCluster, PointMLP
+from .image_clusters import (
+    block_counts,
+    display_side,
+    image_clusters,
+    prediction_panel,
+    render_image_clusters,
+)
+from .inputs import POINT_EXTENSIONS, input_kind, read_image, read_points, split_index
+from .loading import VizModel, top_predictions
+from .point_clusters import PointLayer, cluster_layer, point_clusters, survival, survival_layer
+from .point_html import layers_html
+from .point_png import VIEWS, render_layers
+
+OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".html")
+
+
+@dataclass
+class Visualization:
+    picture: np.ndarray  # [H, W, 3] uint8: clusters over the image, or views of the point cloud
+    predictions: list[tuple[str, float]]  # top-5 (name, probability); empty when class names are unknown
+    summary: str  # one line: what is shown
+    layers: list[PointLayer] = field(default_factory=list)  # point clouds: all stages, for the HTML view
+    initial_layer: int = 0
+
+    def html(self) -> str:
+        return layers_html(self.layers, self.summary, self.initial_layer)
+
+    def save(self, path: Path) -> None:
+        """``.html``: the interactive view; a picture otherwise, images with the predictions beside them."""
+        if check_output(path, bool(self.layers)).suffix.lower() == ".html":
+            path.write_text(self.html())
+            return
+        from PIL import Image
+
+        picture = self.picture
+        if self.predictions and not self.layers:  # point pictures carry them in their title
+            picture = prediction_panel(picture, self.predictions)
+        Image.fromarray(picture).save(path)
+
+
+def check_output(path: Path, points: bool) -> Path:
+    """``path`` if it names a kind of output the input (a point cloud or not) has, in an existing folder."""
+    if path.suffix.lower() not in OUTPUT_SUFFIXES or (path.suffix.lower() == ".html" and not points):
+        raise ValueError(
+            f"--out {path}: write {', '.join(OUTPUT_SUFFIXES[:-1])} or .html (point clouds only)"
+        )
+    if not path.parent.is_dir():
+        raise ValueError(f"--out {path}: folder {path.parent} does not exist; create it first")
+    return path
+
+
+def choose(what: str, value: int | None, count: int, owner: str) -> int:
+    """``value`` (``None``: the last) checked against ``count`` choices, refused in one line otherwise."""
+    value = count - 1 if value is None else value
+    if not 0 <= value < count:
+        raise ValueError(f"{what} {value} is out of range: {owner} has {what}s 0-{count - 1}")
+    return value
+
+
+def visualize(
+    viz: VizModel,
+    source: str | Path,
+    stage: int = 0,
+    block: int | None = None,
+    head: int = 0,
+    alpha: float = 0.5,
+    index: int | None = None,
+) -> Visualization:
+    """Cluster picture of ``(stage, block, head)`` (``block=None``: the stage's last) for one input file."""
+    path, index = split_index(source, index)
+    kind = input_kind(path)
+    if (kind == "points") != viz.is_points:
+        wanted = f"a point cloud ({', '.join(POINT_EXTENSIONS)})" if viz.is_points else "an image"
+        given = "a point cloud" if kind == "points" else "an image"
+        model_kind = "a point" if viz.is_points else "an image"
+        raise ValueError(f"{path.name} is {given} but {viz.name} is {model_kind} model; give {wanted}")
+    if kind == "image":
+        if index is not None:
+            raise ValueError(f"--index {index} applies to .h5 point files only, not {path.name}")
+        return _visualize_image(viz, read_image(path), stage, block, head, alpha)
+    xyz = read_points(path, viz.num_points, index, viz.canonical)
+    return _visualize_points(viz, xyz, path.name, stage, block, head)
+
+
+def image_model_input(viz: VizModel, image) -> tuple[torch.Tensor, np.ndarray]:
+    """A Pillow image -> the model's input ``[1, 3, S, S]`` and the same square at display size, uint8 HWC.
+
+    The shorter side is kept whole (resized, centre-cropped square): what is uploaded is what is shown.
+    """
+    side = viz.image_size
+    x = ImageEvalTransform(viz.mean, viz.std)(resize_center_crop(image, side, side)[None])
+    big = display_side(side)
+    return x, resize_center_crop(image, big, big).permute(1, 2, 0).numpy()
+
+
+def _visualize_image(
+    viz: VizModel, image, stage: int, block: int | None, head: int, alpha: float
+) -> Visualization:
+    model: ContextCluster = viz.model
+    counts = block_counts(model)
+    stage = choose("stage", stage, len(counts), viz.name)
+    block = choose("block", block, counts[stage], f"stage {stage} of {viz.name}")
+    mixer = model.cluster_mixers()[(stage, block)]
+    head = choose("head", head, mixer.heads, f"stage {stage} of {viz.name}")
+    x, display = image_model_input(viz, image)
+    with torch.no_grad(), model.capture_assignments() as maps:
+        logits = model(x)
+    clusters = image_clusters(model, maps, stage, block, head)
+    regions = clusters.folds[0] * clusters.folds[1]
+    summary = (
+        f"{viz.name} ({viz.source}) stage {stage} block {block} head {head}: {regions} region(s) x "
+        f"{clusters.centers} centers, {len(np.unique(clusters.assignment))} center colour(s) in use"
+    )
+    return Visualization(
+        render_image_clusters(display, clusters, alpha), top_predictions(logits[0], viz.classes), summary
+    )
+
+
+def capture_points(model: PointMLP, xyz: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """Logits ``[1, K]`` and the captured stages of one cloud ``[1, N, 3]``."""
+    with torch.no_grad(), model.capture_clusters() as stages:
+        logits = model(xyz)
+    return logits, stages
+
+
+def cluster_blocks(model: PointMLP, stage: int) -> int:
+    """Blocks to choose from in ``stage``: its cluster blocks (1 in models without: the kNN groups)."""
+    blocks = model.stages[stage].pre
+    return len(blocks) if blocks[0].cluster is not None else 1
+
+
+def stage_layer(stages: dict, depth: np.ndarray, stage: int, block: int, head: int) -> PointLayer:
+    """The clusters of ``(stage, block, head)`` over the input points that did not reach the stage."""
+    clusters = point_clusters(stages, stage, block, head)
+    name = f"stage {stage} block {block}: {clusters.num_groups} groups of {clusters.group_size}"
+    return cluster_layer(clusters, stages[0].points[0].cpu().numpy()[depth < stage], name)
+
+
+def _visualize_points(
+    viz: VizModel, xyz: torch.Tensor, label: str, stage: int, block: int | None, head: int
+) -> Visualization:
+    model: PointMLP = viz.model
+    stage = choose("stage", stage, len(model.stages), viz.name)
+    block = choose("block", block, cluster_blocks(model, stage), f"stage {stage} of {viz.name}")
+    head = choose("head", head, int(model.config["cluster_heads"]), viz.name)
+    logits, stages = capture_points(model, xyz[None])
+    depth = survival(stages)
+    keys = [(s, b) for s in range(len(model.stages)) for b in range(cluster_blocks(model, s))]
+    layers = [stage_layer(stages, depth, s, b, head) for s, b in keys]
+    layers.append(survival_layer(stages[0].points[0].cpu().numpy(), depth, len(model.stages)))
+    chosen = layers[keys.index((stage, block))]
+    predictions = top_predictions(logits[0], viz.classes)
+    summary = f"{viz.name} ({viz.source}) on {label}: {chosen.name}, head {head}"
+    title = "\n".join([
+        f"{viz.name} on {label}: {chosen.name}, head {head}",
+        "a group is a cluster; outlined: its anchor; each point has the colour of its most similar group",
+        *(["top-5: " + ", ".join(f"{n} {p:.0%}" for n, p in predictions)] if predictions else []),
+    ])  # fmt: skip
+    picture = render_layers([(chosen, view) for view in VIEWS] + [(layers[-1], VIEWS[0])], title)
+    return Visualization(picture, predictions, summary, layers, keys.index((stage, block)))

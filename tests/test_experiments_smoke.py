@@ -1,0 +1,48 @@
+"""`python -m experiments.run --smoke`: every row of every table trained, voted and aggregated end to end on
+tiny synthetic data, through the real `main.py` processes (what keeps the tables from silently breaking)."""
+
+import csv
+import json
+
+import pytest
+
+from experiments.run import main
+from experiments.tables import load_table, table_names
+
+
+@pytest.mark.slow
+def test_smoke_runs_every_table_and_fills_published_and_measured_columns(tmp_path, capsys):
+    out, results = tmp_path / "runs", tmp_path / "results"
+    assert main(["--smoke", "--out", str(out), "--results", str(results)]) == 0
+    for name in table_names():
+        table = load_table(name)
+        md = (results / f"{name}.md").read_text()
+        lines = {line["row"]: line for line in csv.DictReader((results / f"{name}.csv").open())}
+        assert list(lines) == [r.name for r in table.rows]
+        first = table.metrics[0]
+        for row in table.rows:
+            line = lines[row.name]
+            assert line["done"] == "0" and line["failed"] == line["missing"] == ""
+            run = out / name / row.name / "seed0"
+            metrics = json.loads((run / "metrics.json").read_text())
+            for figure, split in (("val_last", metrics["val"]["last"]), ("test", metrics["test"])):
+                ours = float(line[f"{first.name}_{figure}_mean"])
+                assert ours == pytest.approx(100 * split["oa"], abs=1e-4)
+            assert float(line["params_m"]) > 0 and float(line["macs_g"]) > 0 and float(line["throughput"]) > 0
+            if table.votes:
+                votes = json.loads((run / "votes" / "metrics.json").read_text())["test_votes"]
+                assert float(line["oa_test_votes_mean"]) == pytest.approx(100 * votes["oa"], abs=1e-4)
+            row_lines = [text for text in md.splitlines() if text.startswith(f"| {row.name} |")]
+            for source, figures in row.published.items():
+                for figure, value in figures.items():
+                    assert any(f" {value:.3g} |" in t or f" {value:.1f} |" in t for t in row_lines)
+                    assert float(line[f"{figure}_{source.replace(' ', '_')}"]) == pytest.approx(value)
+    imagenet = list(csv.DictReader((results / "imagenet.csv").open()))
+    assert imagenet[0]["top1_paper"] == "71.80" and imagenet[0]["top1_official_checkpoint"] == "73.20"
+    assert imagenet[0]["top5_test_mean"] != ""  # digits have 10 classes: top-5 is measured
+
+    # a second pass skips every finished seed: nothing is launched again
+    capsys.readouterr()
+    assert main(["scanobjectnn", "--smoke", "--out", str(out), "--results", str(results)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("finished: skipped") == 3 and "$ " not in printed

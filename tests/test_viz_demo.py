@@ -1,0 +1,191 @@
+"""The Gradio demo: checkpoint-folder confinement, and the whole app driven in headless Chromium.
+
+The browser test needs Gradio, Playwright (Python package only: it launches Debian's /usr/bin/chromium, no
+browser download) and Chromium; .ci/run installs them. Outside CI a missing piece skips it, in CI it fails.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_viz_helpers import (
+    IMAGE_CLASSES,
+    POINT_CLASSES,
+    SHARED_DATA,
+    image_checkpoint,
+    point_checkpoint,
+    real_photo,
+    sphere_ply,
+)
+
+from pointcoc.viz.colors import cluster_colors
+from pointcoc.viz.demo import CheckpointFolder
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+POINTS = 256  # the demo's point checkpoint: stage 0 samples 128 anchors
+WAIT_MS = 180_000  # generous: on shared, loaded CPUs an upload or a forward can take long
+
+
+def test_checkpoint_folder_lists_and_opens_only_files_inside_it(tmp_path):
+    inside = tmp_path / "runs"
+    (inside / "a").mkdir(parents=True)
+    (inside / "a" / "checkpoint_best.pt").write_bytes(b"x")
+    (tmp_path / "secret.pt").write_bytes(b"x")
+    (inside / "escape.pt").symlink_to(tmp_path / "secret.pt")
+    folder = CheckpointFolder(inside)
+    assert folder.names() == ["a/checkpoint_best.pt"]  # the link out of the folder is not offered
+    assert folder.path("a/checkpoint_best.pt") == (inside / "a" / "checkpoint_best.pt").resolve()
+    for name in ("../secret.pt", "escape.pt", str(tmp_path / "secret.pt"), "a/../../secret.pt"):
+        with pytest.raises(ValueError, match="is not a \\*.pt file in"):
+            folder.path(name)
+    with pytest.raises(ValueError, match="is not a folder"):
+        CheckpointFolder(tmp_path / "missing")
+
+
+def _require(condition: bool, reason: str) -> None:
+    if not condition:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_server(url: str, server: subprocess.Popen, log: Path, seconds: float = 180.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"the demo exited with status {server.returncode}: {log.read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"the demo did not answer on {url} within {seconds:.0f} s: {log.read_text()[-2000:]}")
+
+
+def _picture(page) -> np.ndarray:
+    """The cluster picture the page shows, downloaded from its <img> source."""
+    from PIL import Image
+
+    src = page.get_attribute("#clusters img", "src")
+    return np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB"))
+
+
+def _palette_colours(picture: np.ndarray, palette: np.ndarray, min_pixels: int) -> int:
+    """How many palette colours cover at least ``min_pixels`` pixels exactly."""
+    flat = picture.reshape(-1, 3)
+    return sum(int((flat == colour).all(axis=1).sum() >= min_pixels) for colour in palette)
+
+
+def _show(page, upload: Path, expect: str) -> None:
+    """Upload ``upload``, press the button, wait until the status line names ``expect``."""
+    clear = page.locator("#upload button[aria-label=Clear]")
+    if clear.count():
+        clear.click()
+    page.set_input_files("#upload input[type=file]", str(upload))
+    page.wait_for_function(
+        "n => (document.querySelector('#upload')?.innerText ?? '').includes(n)",
+        arg=upload.name,
+        timeout=WAIT_MS,
+    )
+    page.click("#run")
+    page.wait_for_function(
+        "t => (document.querySelector('#status')?.innerText ?? '').includes(t)", arg=expect, timeout=WAIT_MS
+    )
+
+
+@pytest.mark.slow
+def test_demo_in_headless_chromium_shows_clusters_and_predictions(tmp_path):
+    _require(CHROMIUM.is_file(), f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
+    try:
+        import gradio  # noqa: F401
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        _require(False, f"{exc.name} is missing: pip install -e '.[demo,test]' (.ci/run does)")
+    checkpoints = tmp_path / "checkpoints"
+    (checkpoints / "points").mkdir(parents=True)
+    image_checkpoint(checkpoints / "image.pt")
+    point_checkpoint(checkpoints / "points" / "checkpoint_best.pt", POINTS)
+    photo = real_photo(tmp_path, "chelsea")
+    table = SHARED_DATA / "samples" / "off" / "ModelNet10" / "table" / "train" / "table_0001.off"
+    cloud = table if table.is_file() else sphere_ply(tmp_path / "sphere.ply", n=400)
+    broken = tmp_path / "broken.ply"
+    broken.write_text("ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nend_header\n1 2\n")
+
+    port, log = _free_port(), tmp_path / "demo.log"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    started = time.monotonic()
+    with open(log, "w") as out:
+        server = subprocess.Popen(
+            [sys.executable, "main.py", "demo", "--checkpoints", str(checkpoints), "--port", str(port)],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        _wait_for_server(url, server, log)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path=str(CHROMIUM),
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                      "--disable-component-update"],
+            )  # fmt: skip
+            page = browser.new_page(viewport={"width": 1300, "height": 1100})
+            page.goto(url)
+            page.set_default_timeout(WAIT_MS)  # clicks and reads too: CI machines can be busy
+            page.wait_for_selector("#run")
+
+            # 1. the photo with the image checkpoint (listed first), colours only (alpha 1)
+            page.fill("#alpha input[type=number]", "1")
+            page.press("#alpha input[type=number]", "Enter")
+            _show(page, photo, "stage 0")
+            picture = _picture(page)
+            assert picture.shape == (448, 448, 3)
+            # narrow CoC-Tiny stage 0: 2x2 centers per region, so 4 colours, each on a visible share
+            assert _palette_colours(picture, cluster_colors(4), min_pixels=448 * 448 // 50) >= 2
+            assert _palette_colours(picture, cluster_colors(20)[4:], min_pixels=1) == 0
+            predictions = page.inner_text("#predictions")
+            assert sum(name in predictions for name in IMAGE_CLASSES) == 5
+            page.screenshot(path=str(tmp_path / "demo-image.png"), full_page=True)
+
+            # 2. a point cloud with the point checkpoint
+            page.get_by_label("checkpoint in").click()
+            page.get_by_role("option", name="points/checkpoint_best.pt").click()
+            _show(page, cloud, cloud.name)
+            picture = _picture(page)
+            groups = POINTS // 2
+            assert _palette_colours(picture, cluster_colors(groups), min_pixels=4) > groups // 4
+            predictions = page.inner_text("#predictions")
+            assert sum(name in predictions for name in POINT_CLASSES) == 5
+            view = page.request.get(page.get_attribute("#view3d a", "href")).text()  # the 3D view, offered
+            assert '<canvas id="view"' in view and f"{groups} groups" in view
+            page.screenshot(path=str(tmp_path / "demo-points.png"), full_page=True)
+
+            # 3. a broken upload is reported in the page, and the app keeps answering
+            _show(page, broken, "error")
+            assert "broken.ply is not a readable PLY file" in page.inner_text("#status")
+            _show(page, cloud, cloud.name)
+            page.screenshot(path=str(tmp_path / "demo-after-error.png"), full_page=True)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        artefacts = os.environ.get("PYTEST_ARTIFACTS")
+        if artefacts:
+            Path(artefacts).mkdir(parents=True, exist_ok=True)
+            for shot in tmp_path.glob("demo-*.png"):
+                shutil.copy(shot, Path(artefacts) / shot.name)
+    print(f"browser test: {time.monotonic() - started:.1f} s, screenshots in {tmp_path}")
