@@ -8,26 +8,34 @@ Times are medians over interleaved repeats in one process. Memory is measured in
 subprocess per (implementation, shape) -- ``--child IMPL SHAPE`` -- as the step's peak resident
 set (VmHWM, reset through ``/proc/self/clear_refs``) minus the resident set just before it, so it
 counts ``out``, the input gradients and every temporary of forward and backward (the subprocesses
-run with a fixed glibc mmap threshold, see ``CHILD_ENV``). Both operators are first checked to give
-the same outputs and gradients. Results and the analysis: docs/operator_benchmarks.md.
+run with a fixed glibc mmap threshold, see ``pointcoc.bench.MMAP_THRESHOLD``). Both operators are first
+checked to give the same outputs and gradients. Results and the analysis: docs/operator_benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import statistics
 import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+from pointcoc.bench import (
+    CLEAR_REFS,
+    MIB,
+    MMAP_THRESHOLD_ENV,
+    PROC_STATUS,
+    OthersCpuMeter,
+    interleaved_times,
+    machine_info,
+    rss_growth,
+)
 from pointcoc.cluster.op import ClusterResult, context_cluster
 from pointcoc.cluster.reference import context_cluster_naive
 
@@ -43,15 +51,7 @@ OUT_TOLERANCE = 1e-4
 GRAD_RELATIVE_TOLERANCE = 1e-4
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CLEAR_REFS = Path("/proc/self/clear_refs")
-PROC_STATUS = Path("/proc/self/status")
-PROC_STAT = Path("/proc/stat")
 BUSY_WARNING = 0.1  # fraction of all CPUs busy with other processes above which times are suspect
-MIB = 1024.0 * 1024.0
-# glibc otherwise raises its mmap threshold once big blocks are freed and serves later tensors from
-# a heap whose freed, still-resident chunks make VmHWM scatter by tens of percent between runs. With a fixed
-# threshold every tensor buffer is its own mapping, unmapped on free, so RSS tracks live memory.
-CHILD_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 * 1024)}
 
 
 @dataclass(frozen=True)
@@ -124,26 +124,11 @@ def check_agreement(shape: Shape) -> dict[str, float | bool]:
 
 
 def time_steps(shape: Shape, warmup: int, repeats: int) -> dict[str, list[float]]:
-    """Per-step wall times in ms; implementations alternate (and swap order) so drift hits both."""
+    """Per-step wall times in ms, implementations interleaved (:func:`pointcoc.bench.interleaved_times`)."""
     inputs, grad_output = make_inputs(shape)
-    names = list(IMPLS)
-    for _ in range(warmup):
-        for name in names:
-            step(IMPLS[name], inputs, grad_output)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(repeats):
-        for name in names if r % 2 == 0 else reversed(names):
-            start = time.perf_counter()
-            step(IMPLS[name], inputs, grad_output)
-            times[name].append((time.perf_counter() - start) * 1e3)
-    return times
-
-
-def _status_bytes(field: str) -> int:
-    for line in PROC_STATUS.read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024  # the kernel reports kB
-    raise RuntimeError(f"{field} missing from {PROC_STATUS}")
+    steps = {name: (lambda op=op: step(op, inputs, grad_output)) for name, op in IMPLS.items()}
+    times = interleaved_times(steps, warmup, repeats)
+    return {name: [t * 1e3 for t in ts] for name, ts in times.items()}
 
 
 def child_memory(impl: str, shape_key: str) -> dict[str, object]:
@@ -155,15 +140,10 @@ def child_memory(impl: str, shape_key: str) -> dict[str, object]:
     step(op, inputs, grad_output)  # warm-up: lazy initialisation, thread pools
     for t in inputs:
         t.grad = None
-    gc.collect()
-    try:
-        CLEAR_REFS.write_text("5")  # resets VmHWM to the current RSS
-    except OSError as exc:
-        return {"available": False, "reason": f"cannot reset peak RSS: {exc}"}
-    before = _status_bytes("VmRSS")
-    step(op, inputs, grad_output)
-    peak = _status_bytes("VmHWM")
-    return {"available": True, "rss_before_mib": before / MIB, "peak_extra_mib": (peak - before) / MIB}
+    growth = rss_growth(lambda: step(op, inputs, grad_output))
+    if growth is None:
+        return {"available": False, "reason": "cannot reset peak RSS through /proc/self/clear_refs"}
+    return {"available": True, "peak_extra_mib": growth / MIB}
 
 
 def measure_memory(impl: str, shape_key: str, threads: int) -> dict[str, object]:
@@ -171,60 +151,13 @@ def measure_memory(impl: str, shape_key: str, threads: int) -> dict[str, object]
         [sys.executable, "-m", "benchmarks.cluster_op", "--child", impl, shape_key]
         + ["--threads", str(threads)],
         cwd=REPO_ROOT,
-        env={**os.environ, **CHILD_ENV},
+        env={**os.environ, **MMAP_THRESHOLD_ENV},
         capture_output=True,
         text=True,
     )
     if proc.returncode != 0:
         return {"available": False, "reason": f"child failed: {proc.stderr.strip().splitlines()[-1:]}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def machine_info() -> dict[str, object]:
-    model = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpu_model": model,
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": sys.version.split()[0],
-    }
-
-
-def _busy_cpu_seconds() -> float:
-    """CPU time all processes have spent busy since boot, from the first line of /proc/stat."""
-    ticks = [int(x) for x in PROC_STAT.read_text().splitlines()[0].split()[1:]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
-
-
-def _own_cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
-class OthersCpuMeter:
-    """Share of all CPUs that other processes kept busy between ``__init__`` and :meth:`read`.
-
-    Unlike the load average, which trails by minutes, this covers exactly the measured run.
-    """
-
-    def __init__(self) -> None:
-        self.available = PROC_STAT.exists()
-        if self.available:
-            self.start = (time.monotonic(), _busy_cpu_seconds(), _own_cpu_seconds())
-
-    def read(self) -> float | None:
-        if not self.available:
-            return None
-        wall0, busy0, own0 = self.start
-        wall = time.monotonic() - wall0
-        others = (_busy_cpu_seconds() - busy0) - (_own_cpu_seconds() - own0)
-        return min(max(others / (wall * (os.cpu_count() or 1)), 0.0), 1.0)
 
 
 def verdict(ok: bool | None) -> str:

@@ -20,7 +20,7 @@ is computed from the min times, the least disturbed estimate on a shared machine
 on 2 cores, a concurrent process can stretch a step several-fold), and from the medians in brackets.
 
 Usage: ``python benchmarks/image_models.py [--models coc_tiny coc_tiny_plain] [--batch 8] [--size 224]
-[--threads 2] [--rounds 3] [--repeats 3] [--modes train infer]`` (Linux only).
+[--threads 2] [--rounds 3] [--repeats 3] [--modes train infer] [--grad-checkpointing 1]`` (Linux only).
 """
 
 from __future__ import annotations
@@ -40,19 +40,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 OPERATORS = ("ours", "naive")
 
 
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
 def worker(model_name: str, operator: str, mode: str, kind: str, args: argparse.Namespace) -> dict:
     import torch
     import torch.nn.functional as F
 
     import pointcoc
     import pointcoc.layers.cluster_mixers as mixers
+    from pointcoc.bench import MIB, rss_growth
     from pointcoc.cluster.reference import context_cluster_naive
 
     torch.set_num_threads(args.threads)
@@ -60,6 +54,7 @@ def worker(model_name: str, operator: str, mode: str, kind: str, args: argparse.
         mixers.context_cluster = context_cluster_naive
     torch.manual_seed(0)
     model = pointcoc.create_model(model_name).train(mode == "train")
+    model.set_grad_checkpointing(bool(args.grad_checkpointing))
     images = torch.randn(args.batch, 3, args.size, args.size)
     labels = torch.randint(0, 1000, (args.batch,))
 
@@ -82,22 +77,22 @@ def worker(model_name: str, operator: str, mode: str, kind: str, args: argparse.
         return {"loss": loss, "times": times}
     step()
     model.zero_grad(set_to_none=True)
-    before = _status_kib("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-    step()
-    return {"peak_mib": (_status_kib("VmHWM") - before) / 1024}
+    return {"peak_mib": rss_growth(step) / MIB}
 
 
 def measure(model_name: str, operator: str, mode: str, kind: str, args: argparse.Namespace) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     if kind == "memory":
-        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+        from pointcoc.bench import MMAP_THRESHOLD_ENV
+
+        env.update(MMAP_THRESHOLD_ENV)
     settings = {
         "batch": args.batch,
         "size": args.size,
         "threads": args.threads,
         "repeats": args.repeats,
         "warmup": args.warmup,
+        "grad-checkpointing": args.grad_checkpointing,
     }
     command = [
         sys.executable,
@@ -126,6 +121,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--modes", nargs="+", choices=("train", "infer"), default=["train", "infer"])
     parser.add_argument(
+        "--grad-checkpointing", type=int, choices=(0, 1), default=0,
+        help="1: both models recompute block activations in backward (model.set_grad_checkpointing)",
+    )  # fmt: skip
+    parser.add_argument(
         "--worker", nargs=4, metavar=("MODEL", "OPERATOR", "MODE", "KIND"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
@@ -140,7 +139,7 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, batch {args.batch}, {args.size}x{args.size}, {args.threads} threads, "
         f"float32 CPU, {args.rounds} rounds of {args.repeats} timed steps (after {args.warmup} warm-up) "
-        f"and 1 memory step per operator"
+        f"and 1 memory step per operator, grad checkpointing {'on' if args.grad_checkpointing else 'off'}"
     )
     rows = {}
     for mode in args.modes:

@@ -1,7 +1,9 @@
 """Point-set ops: farthest point sampling, k nearest neighbours and gathering by index.
 
-Each op has a pure-torch path (CPU and CUDA), uses pytorch3d automatically when it imports
-(``backend="auto"``), and is checked against the naive loops in :mod:`pointcoc.ops.reference`.
+Each op has a pure-torch path (CPU and CUDA) and uses pytorch3d automatically when it imports
+(``backend="auto"``); FPS on CUDA runs as one Triton kernel when triton imports
+(:mod:`pointcoc.ops.triton_fps`). All paths are checked against the naive loops and the official FPS
+loop in :mod:`pointcoc.ops.reference`.
 """
 
 from .gather import gather_points

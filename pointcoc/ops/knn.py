@@ -15,7 +15,7 @@ def square_distance(queries: torch.Tensor, points: torch.Tensor) -> torch.Tensor
     decisions, including near-ties, are the same as the official ones.
     """
     dist = torch.baddbmm((queries**2).sum(-1, keepdim=True), queries, points.transpose(1, 2), alpha=-2.0)
-    return dist + (points**2).sum(-1).unsqueeze(1)
+    return dist.add_((points**2).sum(-1).unsqueeze(1))  # in place: no second [B, S, N] buffer
 
 
 def knn_points(queries: torch.Tensor, points: torch.Tensor, k: int, backend: str = "auto") -> torch.Tensor:

@@ -1,0 +1,126 @@
+"""``main.py bench`` and the measuring helpers in :mod:`pointcoc.bench`: output format and correctness only
+(speed itself is shown by the benchmark scripts, never asserted here)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+import main
+import pointcoc
+from pointcoc import bench
+from pointcoc.utils.flops import count_macs
+
+LINE = re.compile(r"^(\S+)\s+(.*)$")
+RATE = re.compile(r"^([\d,.]+) samples/s \(median ([\d.]+) ms/step, min ([\d.]+) ms\)")
+PEAK = re.compile(r"^([\d,.]+) MiB \(")
+
+
+def run_bench(capsys, *args: str) -> dict[str, str]:
+    assert main.main(["bench", *args, "--warmup", "1", "--repeats", "2"]) == 0
+    fields = dict(LINE.match(line).groups() for line in capsys.readouterr().out.strip().splitlines())
+    for mode in ("infer", "train"):
+        rate, median, minimum = RATE.match(fields[mode]).groups()
+        assert float(rate.replace(",", "")) > 0 and float(minimum) <= float(median)
+    return fields
+
+
+def test_bench_point_model_reports_every_field(capsys):
+    fields = run_bench(capsys, "--model", "pointmlp_coc_elite", "--batch", "2", "--points", "256")
+    model = pointcoc.create_model("pointmlp_coc_elite", num_points=256)
+    params = sum(p.numel() for p in model.parameters())
+    macs, _ = count_macs(model, model.example_input(1))
+    assert fields["model"] == "pointmlp_coc_elite"
+    assert fields["input"] == "[2, 256, 3] (batch 2)"
+    assert (fields["device"], fields["precision"], fields["compile"]) == ("cpu", "fp32", "off")
+    assert fields["parameters"].startswith(f"{params:,} ")
+    assert fields["MACs"].startswith(f"{macs:,} ")
+    assert "torch threads" in fields["machine"] and torch.__version__ in fields["machine"]
+    assert fields["train"].endswith("[forward + backward + optimizer step]")
+    if bench.CLEAR_REFS.exists():  # Linux: both peaks measured, the training step's the larger
+        infer, train = (
+            float(PEAK.match(fields[k]).group(1).replace(",", "")) for k in ("peak_infer", "peak_train")
+        )
+        assert 0 < infer < train
+
+
+def test_bench_image_model_bf16_channels_last(capsys):
+    fields = run_bench(
+        capsys,
+        "--model",
+        "coc_tiny",
+        "--batch",
+        "1",
+        "--size",
+        "64",
+        "--precision",
+        "bf16",
+        "--channels-last",
+    )
+    assert fields["input"] == "[1, 3, 64, 64] (batch 1)"
+    assert (fields["precision"], fields["channels_last"]) == ("bf16", "on")
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["--model", "coc_tiny", "--points", "256"],
+            "points applies to point models; coc_tiny is an image model",
+        ),
+        (
+            ["--model", "pointmlp_elite", "--size", "64"],
+            "apply to image models; pointmlp_elite is a point model",
+        ),
+        (["--model", "pointmlp_elite", "--batch", "0"], "batch must be >= 1"),
+        (["--model", "pointmlp_cox"], "unknown model 'pointmlp_cox'"),
+        (["--model", "pointmlp_elite", "--device", "tpu"], "device must be 'cpu' or 'cuda'"),
+    ],
+)
+def test_bench_bad_arguments_are_one_line_errors(capsys, args, message):
+    assert main.main(["bench", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_bench_cuda_without_cuda_is_an_error(capsys):
+    assert main.main(["bench", "--model", "pointmlp_elite", "--device", "cuda"]) == 2
+    assert "torch.cuda.is_available() is False" in capsys.readouterr().err
+
+
+def test_interleaved_times_alternate_and_count():
+    calls: list[str] = []
+    times = bench.interleaved_times({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 1, 4)
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b", "b", "a"]
+    assert [len(t) for t in times.values()] == [4, 4] and min(min(t) for t in times.values()) >= 0
+
+
+def test_train_step_updates_weights_and_infer_step_does_not():
+    model = pointcoc.create_model("pointmlp_elite", num_points=256)
+    x, y = model.example_input(2), torch.tensor([0, 1])
+    before = [p.detach().clone() for p in model.parameters()]
+    bench.make_infer_step(model, x)()
+    assert all(torch.equal(a, p) for a, p in zip(before, model.parameters()))
+    loss = bench.make_train_step(model, x, y, bench.default_optimizer(model, point_model=True))()
+    assert torch.isfinite(loss) and model.training
+    assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
+
+
+@pytest.mark.skipif(not bench.CLEAR_REFS.exists(), reason="needs /proc/self/clear_refs (Linux)")
+def test_rss_growth_sees_a_step_allocation():
+    assert bench.fix_mmap_threshold()
+    growth = bench.rss_growth(lambda: torch.ones(16 * 1024 * 1024).sum())  # 64 MiB, freed at once
+    assert growth is not None and 60 * bench.MIB <= growth < 200 * bench.MIB
+
+
+def test_tensor_bytes_counts_shared_storage_once():
+    t = torch.zeros(1000)
+    assert bench.tensor_bytes([t, t[:10], t.view(10, 100)]) == 4000
+
+
+def test_machine_description_names_cpu_and_torch():
+    text = bench.describe_machine(bench.machine_info("cpu"))
+    assert f"torch {torch.__version__}" in text and "CPUs" in text and "GPU" not in text
