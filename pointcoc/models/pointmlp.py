@@ -88,22 +88,26 @@ class LocalGrouper(nn.Module):
     def forward(self, xyz: torch.Tensor, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         anchor_idx = farthest_point_sample(xyz, self.samples)
         anchor_xyz = gather_points(xyz, anchor_idx)
-        anchor_feats = gather_points(feats, anchor_idx)
         neighbours = knn_points(anchor_xyz, xyz, self.k)
         if self.record_indices:
             self.last_indices = (anchor_idx, neighbours)
-        grouped = gather_points(feats, neighbours)
-        if self.use_xyz:
-            grouped = torch.cat([grouped, gather_points(xyz, neighbours)], dim=-1)
+        # With xyz, gather [feats, xyz] rows from one [B, N, C + 3] table: the concat is done once on the
+        # N-point input instead of on the K-times larger grouped tensor.
+        table = torch.cat([feats, xyz], dim=-1) if self.use_xyz else feats
+        grouped = gather_points(table, neighbours)  # [B, S, K, C (+3)]
+        anchor_rows = gather_points(table, anchor_idx)  # [B, S, C (+3)]: the "anchor" reference
+        anchor_feats = anchor_rows[..., : feats.shape[-1]]
         if self.normalize is not None:
             if self.normalize == "center":
                 ref = grouped.mean(dim=2, keepdim=True)
             else:
-                ref = torch.cat([anchor_feats, anchor_xyz], -1) if self.use_xyz else anchor_feats
-                ref = ref.unsqueeze(2)
+                ref = anchor_rows.unsqueeze(2)
+            # Not grouped.sub_(ref): grouped is a view of the gather's output, and an in-place op on a view
+            # makes autograd copy the whole gradient in backward (CopySlices), measured slower.
             diff = grouped - ref
             std = diff.reshape(diff.shape[0], -1).std(dim=-1).reshape(-1, 1, 1, 1)
-            grouped = self.affine_alpha * (diff / (std + 1e-5)) + self.affine_beta
+            # diff (saved by std) and diff / std (saved by the product) must stay intact; + beta saves none.
+            grouped = (self.affine_alpha * (diff / (std + 1e-5))).add_(self.affine_beta)
         anchors = anchor_feats.unsqueeze(2).expand(-1, -1, self.k, -1)
         return anchor_xyz, torch.cat([grouped, anchors], dim=-1)
 
