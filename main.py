@@ -117,7 +117,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         from pointcoc.viz.demo import launch
     except ImportError as exc:
-        print(f"error: the demo needs Gradio ({exc}); pip install -e \".[demo]\"", file=sys.stderr)
+        print(f'error: the demo needs Gradio ({exc}); pip install -e ".[demo]"', file=sys.stderr)
         return 2
     launch(args.checkpoints, args.host, args.port, args.max_upload_mb)
     return 0
@@ -187,8 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
     p = sub.add_parser("train", help="train a model from a YAML recipe")
     p.add_argument("--config", required=True, help="YAML recipe, e.g. experiments/configs/default.yaml")
-    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                   help="override, e.g. train.lr=0.01 (repeatable)")
+    p.add_argument(
+        "--set",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override, e.g. train.lr=0.01 (repeatable)",
+    )
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoint_last.pt")
     p.set_defaults(func=cmd_train)
@@ -203,15 +209,23 @@ def build_parser() -> argparse.ArgumentParser:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="a checkpoint written by `main.py train`")
     source.add_argument("--model", help="a registered model with random weights, e.g. coc_tiny")
-    p.add_argument("--input", required=True,
-                   help="image (.jpg, .png, ...) or point cloud (FILE.h5:INDEX, .txt, .off, .ply)")
+    p.add_argument(
+        "--input",
+        required=True,
+        help="image (.jpg, .png, ...) or point cloud (FILE.h5:INDEX, .txt, .off, .ply)",
+    )
     p.add_argument("--index", type=int, help="sample of an .h5 file (or write FILE.h5:INDEX)")
     p.add_argument("--stage", type=int, default=0)
     p.add_argument("--block", type=int, help="block of the stage (default: its last)")
     p.add_argument("--head", type=int, default=0)
     p.add_argument("--alpha", type=float, default=0.5, help="cluster colour over the image, 0..1")
-    p.add_argument("--out", nargs="+", required=True, metavar="FILE",
-                   help=".png / .jpg picture; .html interactive 3D view (point clouds)")
+    p.add_argument(
+        "--out",
+        nargs="+",
+        required=True,
+        metavar="FILE",
+        help=".png / .jpg picture; .html interactive 3D view (point clouds)",
+    )
     p.set_defaults(func=cmd_visualize)
     p = sub.add_parser("demo", help="Gradio app: pick a checkpoint, upload a file, see its clusters")
     p.add_argument("--checkpoints", default="runs", help="folder searched for *.pt checkpoints")
