@@ -7,16 +7,16 @@ kept in ``<out>/<table>/<row>/model.json``; measured again only when the model, 
 from __future__ import annotations
 
 import json
-import time
+import statistics
 from typing import Any
 
 import torch
 
-import pointcoc
+from pointcoc.bench import interleaved_times, make_infer_step
 from pointcoc.data.image_augment import ImageRecipe
 from pointcoc.engine.checkpoint import load_checkpoint
 from pointcoc.engine.rundir import write_json
-from pointcoc.engine.trainer import resolve_device
+from pointcoc.engine.trainer import build_model, resolve_device
 from pointcoc.utils.flops import COUNTED, count_macs
 
 from .seeds import SeedRun, read_json
@@ -24,20 +24,12 @@ from .seeds import SeedRun, read_json
 WARMUP, TIMED = 3, 10  # forward passes before and during the throughput measurement
 
 
-@torch.no_grad()
 def throughput(model: torch.nn.Module, batch: torch.Tensor, device: torch.device) -> float:
-    """Samples per second of eval-mode float32 forwards of ``batch``, after ``WARMUP`` untimed ones."""
-    model, batch = model.to(device).eval(), batch.to(device)
-    for _ in range(WARMUP):
-        model(batch)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    for _ in range(TIMED):
-        model(batch)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return TIMED * len(batch) / (time.perf_counter() - start)
+    """Samples per second of eval-mode float32 forwards of ``batch`` (median step after ``WARMUP``
+    untimed ones), measured as ``main.py bench`` measures inference."""
+    model, batch = model.to(device), batch.to(device)
+    times = interleaved_times({"infer": make_infer_step(model, batch)}, WARMUP, TIMED, device)["infer"]
+    return len(batch) / statistics.median(times)
 
 
 def example(model: torch.nn.Module, config: dict[str, Any], points: bool, batch: int) -> torch.Tensor:
@@ -58,12 +50,10 @@ def row_cost(run: SeedRun) -> dict[str, Any] | None:
     path = run.path.parent / "model.json"
     num_classes = len(load_checkpoint(checkpoint)["classes"])
     points = table.track == "points"
-    kwargs = dict(config["model"]["kwargs"])
-    if points:  # as the engine builds point models: sized for the run's points per shape
-        kwargs.setdefault("num_points", int(config["data"]["num_points"]))
     key = {
         "model": config["model"]["name"],
-        "kwargs": kwargs,
+        "kwargs": dict(config["model"]["kwargs"]),
+        "num_points": int(config["data"]["num_points"]) if points else None,
         "num_classes": num_classes,
         "throughput_batch": table.throughput_batch,
         "device": str(config["device"]),
@@ -72,7 +62,7 @@ def row_cost(run: SeedRun) -> dict[str, Any] | None:
     if saved is not None and saved.get("key") == json.loads(json.dumps(key)):
         return saved
     torch.manual_seed(0)
-    model = pointcoc.create_model(config["model"]["name"], num_classes=num_classes, **kwargs)
+    model = build_model(config, num_classes, points)
     one = example(model, config, points, 1)
     macs, _ = count_macs(model, one)
     record: dict[str, Any] = {

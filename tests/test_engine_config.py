@@ -64,8 +64,8 @@ def test_grad_checkpointing_is_switched_on_or_refused():
 
     images = SimpleNamespace(is_points=False, classes=["a", "b"])
     config = load_config(None, ["model.name=coc_tiny", "runtime.grad_checkpointing=true"])
-    assert build_model(config, images).grad_checkpointing
+    assert build_model(config, len(images.classes), images.is_points).grad_checkpointing
     points = SimpleNamespace(is_points=True, classes=["a", "b"])
     config = load_config(None, ["model.name=pointmlp_elite", "runtime.grad_checkpointing=true"])
     with pytest.raises(ValueError, match="runtime.grad_checkpointing: pointmlp_elite does not support it"):
-        build_model(config, points)
+        build_model(config, len(points.classes), points.is_points)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,14 +43,29 @@ def read_off(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 def _triangulate(face_tokens: np.ndarray, num_faces: int) -> np.ndarray:
     if face_tokens.size >= 4 * num_faces and np.all(face_tokens[: 4 * num_faces : 4] == 3):
         return face_tokens[: 4 * num_faces].reshape(num_faces, 4)[:, 1:]
-    triangles, pos = [], 0
+    polygons, pos = [], 0
     for _ in range(num_faces):
         k = int(face_tokens[pos])
-        poly = face_tokens[pos + 1 : pos + 1 + k]
-        if len(poly) != k or k < 3:
-            raise ValueError(f"face with {k} vertices is truncated or degenerate")
-        triangles.extend((poly[0], poly[i], poly[i + 1]) for i in range(1, k - 1))
+        polygons.append(face_tokens[pos + 1 : pos + 1 + k])
+        if len(polygons[-1]) != k:
+            raise ValueError(f"face with {k} vertices is truncated")
         pos += 1 + k
+    return fan_triangulate(polygons)
+
+
+def fan_triangulate(polygons: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
+    """Triangles ``[F, 3]`` int64 fanned from each polygon's first vertex; an ``[F, k]`` array of equal-sized
+    polygons is done without a Python loop."""
+    if isinstance(polygons, np.ndarray) and polygons.ndim == 2:
+        if polygons.shape[1] < 3:
+            raise ValueError(f"faces with {polygons.shape[1]} vertices are degenerate")
+        fans = [polygons[:, [0, i, i + 1]] for i in range(1, polygons.shape[1] - 1)]
+        return np.stack(fans, axis=1).reshape(-1, 3).astype(np.int64)
+    triangles = []
+    for poly in polygons:
+        if len(poly) < 3:
+            raise ValueError(f"a face with {len(poly)} vertices is degenerate")
+        triangles.extend((poly[0], poly[i], poly[i + 1]) for i in range(1, len(poly) - 1))
     return np.asarray(triangles, dtype=np.int64).reshape(-1, 3)
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .mesh import fan_triangulate
+
 PLY_HINT = "export it again as PLY with float x, y, z vertex properties"
 _TYPES = {
     "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",
@@ -43,7 +45,10 @@ def read_ply(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
             f"no {exc} element or property" if isinstance(exc, KeyError) else str(exc) or type(exc).__name__
         )
         raise ValueError(f"{path} is not a readable PLY file ({reason}); {PLY_HINT}") from None
-    faces = _fan_triangles(polygons)
+    try:
+        faces = fan_triangulate(polygons)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}; {PLY_HINT}") from None
     if len(vertices) == 0 or not np.isfinite(vertices).all():
         raise ValueError(f"{path} has no vertices or non-finite coordinates; {PLY_HINT}")
     if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
@@ -127,10 +132,3 @@ def _read_binary(body: bytes, elements: list[Element], order: str) -> dict[str, 
                     pos += n * np.dtype(kind[1]).itemsize
         out[name] = columns
     return out
-
-
-def _fan_triangles(polygons: object) -> np.ndarray:
-    if isinstance(polygons, np.ndarray) and polygons.ndim == 2 and polygons.shape[1] == 3:
-        return polygons.astype(np.int64)
-    triangles = [(p[0], p[i], p[i + 1]) for p in polygons for i in range(1, len(p) - 1)]
-    return np.asarray(triangles, dtype=np.int64).reshape(-1, 3)

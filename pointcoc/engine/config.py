@@ -89,13 +89,6 @@ def set_dotted(config: dict[str, Any], key: str, value: Any, strict: bool = True
     node[leaf] = value
 
 
-def get_dotted(config: dict[str, Any], key: str) -> Any:
-    node: Any = config
-    for part in key.split("."):
-        node = node[part]
-    return node
-
-
 def _is_open(path: list[str]) -> bool:
     return bool(path) and (path[-1] in ("kwargs", "image_recipe") or any(p.endswith("kwargs") for p in path))
 

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from ..models import create_model
 from .checkpoint import check_compatible, load_checkpoint, save_atomic
 from .config import save_config
-from .data import BatchPrep, RunData, build_run_data, soft_cross_entropy, voting_views
+from .data import BatchPrep, build_run_data, soft_cross_entropy, voting_views
 from .distributed import all_reduce_sum, barrier, init_distributed, is_main, local_rank
 from .evaluate import autocast, metrics_of, predict, vote
 from .optim import build_optimizer, build_scheduler
@@ -33,11 +33,12 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def build_model(config: dict[str, Any], run_data: RunData) -> nn.Module:
+def build_model(config: dict[str, Any], num_classes: int, is_points: bool) -> nn.Module:
+    """The model a run config describes (point models take ``num_points`` from the data config)."""
     kwargs = dict(config["model"]["kwargs"])
-    if run_data.is_points:
+    if is_points:
         kwargs.setdefault("num_points", int(config["data"]["num_points"]))
-    model = create_model(config["model"]["name"], num_classes=len(run_data.classes), **kwargs)
+    model = create_model(config["model"]["name"], num_classes=num_classes, **kwargs)
     if config["runtime"]["grad_checkpointing"]:
         if not hasattr(model, "set_grad_checkpointing"):
             raise ValueError(
@@ -71,7 +72,7 @@ def evaluation_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:
     return {k[len("module.") :]: v for k, v in state["ema"].items() if k.startswith("module.")}
 
 
-def _load_weights(model: nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
+def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
     missing, unexpected = [], []
     try:
         result = model.load_state_dict(weights, strict=False)
@@ -110,7 +111,7 @@ def train(config: dict[str, Any], out: str | Path, resume: bool = False) -> dict
     run_data = build_run_data(config["data"])
     prep = BatchPrep(run_data, config["data"], float(tr["label_smoothing"]), device)
     torch.manual_seed(seed)
-    model = build_model(config, run_data).to(device)
+    model = build_model(config, len(run_data.classes), run_data.is_points).to(device)
     if config["runtime"]["sync_bn"] and world > 1 and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ema = None
@@ -163,17 +164,27 @@ def train(config: dict[str, Any], out: str | Path, resume: bool = False) -> dict
         writer = SummaryWriter(str(out / "tensorboard"), purge_step=epoch0 + 1 if resume else None)
     pictures = None
     if writer is not None and int(config["log"]["cluster_images_every"]) > 0:
-        from ..viz.tensorboard import ClusterPictures  # matplotlib and the renderers: only when used
+        from ..viz.tensorboard import ClusterPictures, has_clusters  # matplotlib: only when used
 
         log = config["log"]
-        pictures = ClusterPictures(run_data.val, int(log["cluster_images"]), int(log["cluster_images_every"]),
-                                   prep.eval)  # fmt: skip
+        if has_clusters(eval_model):
+            pictures = ClusterPictures(run_data.val, int(log["cluster_images"]),
+                                       int(log["cluster_images_every"]), prep.eval)  # fmt: skip
 
     epochs, eval_batch = int(tr["epochs"]), int(tr["batch_size"])
     clip = tr["grad_clip"]
 
     def score(dataset: Any) -> tuple[dict[str, Any], np.ndarray]:
-        scores = predict(eval_model, dataset, prep, eval_batch, tr["amp"], rank, world)
+        scores = predict(
+            eval_model,
+            dataset,
+            prep,
+            eval_batch,
+            tr["amp"],
+            rank,
+            world,
+            num_workers=int(config["data"]["num_workers"]),
+        )
         return metrics_of(*scores, run_data.classes)
 
     def snapshot(epoch: int, records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -297,8 +308,8 @@ def evaluate_checkpoint(
     check_compatible(state, config, checkpoint, resume=False)
     run_data = build_run_data(config["data"], train=False)
     prep = BatchPrep(run_data, {**config["data"], "augment": False}, 0.0, device)
-    model = build_model(config, run_data).to(device)
-    _load_weights(model, evaluation_weights(state), Path(checkpoint))
+    model = build_model(config, len(run_data.classes), run_data.is_points).to(device)
+    load_weights(model, evaluation_weights(state), Path(checkpoint))
     tr = config["train"]
     metrics: dict[str, Any] = {}
     metrics["test"], matrix = metrics_of(

@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from ..layers import GroupClusterMixer
 from ..ops import farthest_point_sample, gather_points, knn_points
-from ..utils.checks import channels_last_xyz, check_finite, check_input_layout
+from ..utils.checks import channels_last_xyz, check_finite, check_input_layout, example_xyz
 from .registry import register_model
 
 _ACTIVATIONS = {
@@ -49,6 +49,15 @@ class LinearBN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.fc(x)
         return self.bn(y.reshape(-1, y.shape[-1])).reshape(y.shape)
+
+
+def classifier_head(widths: Sequence[int], out_dim: int, activation: str, drop_rate: float) -> nn.Sequential:
+    """``(Linear, BatchNorm1d, act, Dropout)`` per consecutive pair of ``widths``, then ``Linear`` to
+    ``out_dim``: the official PointMLP/PointNet classifier layout (its module indices included)."""
+    layers: list[nn.Module] = []
+    for a, b in zip(widths[:-1], widths[1:]):
+        layers += [nn.Linear(a, b), nn.BatchNorm1d(b), make_activation(activation), nn.Dropout(drop_rate)]
+    return nn.Sequential(*layers, nn.Linear(widths[-1], out_dim))
 
 
 class ResidualMLP(nn.Module):
@@ -268,17 +277,7 @@ class PointMLP(nn.Module):
         self.min_input_points = max(self.stage_samples[0], k_neighbors[0])
         self.stages = nn.ModuleList(stages)
         self.num_features = dim
-        self.classifier = nn.Sequential(
-            nn.Linear(dim, 512),
-            nn.BatchNorm1d(512),
-            make_activation(activation),
-            nn.Dropout(drop_rate),
-            nn.Linear(512, 256),
-            nn.BatchNorm1d(256),
-            make_activation(activation),
-            nn.Dropout(drop_rate),
-            nn.Linear(256, num_classes),
-        )
+        self.classifier = classifier_head((dim, 512, 256), num_classes, activation, drop_rate)
 
     def _validated_xyz(self, x: torch.Tensor) -> torch.Tensor:
         xyz = channels_last_xyz(x, self.input_layout)
@@ -288,14 +287,13 @@ class PointMLP(nn.Module):
                 f"{self.stages[0].grouper.k} neighbours in its first stage; pass at least "
                 f"{self.min_input_points} points or build the model with a smaller num_points"
             )
-        if self.check_inputs and not torch.compiler.is_compiling():
+        if self.check_inputs:
             check_finite("xyz", xyz)
         return xyz.contiguous()
 
     def example_input(self, batch_size: int = 1) -> torch.Tensor:
         """A random input of the configured size and layout (for FLOP counting, benchmarks, tracing)."""
-        xyz = torch.rand(batch_size, self.num_points, 3) * 2 - 1
-        return xyz.transpose(1, 2).contiguous() if self.input_layout == "BCN" else xyz
+        return example_xyz(batch_size, self.num_points, self.input_layout)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Global feature ``[B, num_features]`` (max over the last stage's points)."""

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-from ..utils.checks import channels_last_xyz, check_finite, check_input_layout
-from .pointmlp import LinearBN, make_activation
+from ..utils.checks import channels_last_xyz, check_finite, check_input_layout, example_xyz
+from .pointmlp import LinearBN, classifier_head, make_activation
 from .registry import register_model
 
 
@@ -24,13 +24,6 @@ def _shared_mlp(widths: Sequence[int], activation: str) -> nn.Sequential:
     for a, b in zip(widths[:-1], widths[1:]):
         layers += [LinearBN(a, b, bias=True), make_activation(activation)]
     return nn.Sequential(*layers)
-
-
-def _head(widths: Sequence[int], out_dim: int, activation: str, drop_rate: float) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for a, b in zip(widths[:-1], widths[1:]):
-        layers += [nn.Linear(a, b), nn.BatchNorm1d(b), make_activation(activation), nn.Dropout(drop_rate)]
-    return nn.Sequential(*layers, nn.Linear(widths[-1], out_dim))
 
 
 class InputTransform(nn.Module):
@@ -42,7 +35,7 @@ class InputTransform(nn.Module):
     def __init__(self, activation: str) -> None:
         super().__init__()
         self.features = _shared_mlp((3, 64, 128, 1024), activation)
-        self.head = _head((1024, 512, 256), 9, activation, drop_rate=0.0)
+        self.head = classifier_head((1024, 512, 256), 9, activation, drop_rate=0.0)
         nn.init.zeros_(self.head[-1].weight)
         with torch.no_grad():
             self.head[-1].bias.copy_(torch.eye(3).flatten())
@@ -75,17 +68,18 @@ class PointNet(nn.Module):
         self.transform = InputTransform(activation) if input_transform else None
         self.features = _shared_mlp((3, *point_widths), activation)
         self.num_features = point_widths[-1]
-        self.classifier = _head((self.num_features, *head_widths), num_classes, activation, drop_rate)
+        self.classifier = classifier_head(
+            (self.num_features, *head_widths), num_classes, activation, drop_rate
+        )
 
     def example_input(self, batch_size: int = 1) -> torch.Tensor:
         """A random input of the configured size and layout (for FLOP counting, benchmarks, tracing)."""
-        xyz = torch.rand(batch_size, self.num_points, 3) * 2 - 1
-        return xyz.transpose(1, 2).contiguous() if self.input_layout == "BCN" else xyz
+        return example_xyz(batch_size, self.num_points, self.input_layout)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Global feature ``[B, num_features]`` (max over points)."""
         xyz = channels_last_xyz(x, self.input_layout)
-        if self.check_inputs and not torch.compiler.is_compiling():
+        if self.check_inputs:
             check_finite("xyz", xyz)
         if self.transform is not None:
             xyz = self.transform(xyz)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ..utils.checks import check_on_device
+
 
 def gather_points(points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """``points [B, N, C]`` indexed by ``idx [B, *S]`` -> ``[B, *S, C]``.
@@ -25,16 +27,12 @@ def gather_points(points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 
 
 def _check_in_range(idx: torch.Tensor, n: int) -> None:
-    """Indices must lie in [0, N): in the flattened table a bad one would silently read a neighbouring cloud.
-
-    On accelerators the check is asynchronous (no host sync in the training step), as in
-    :func:`pointcoc.utils.checks.check_finite`.
-    """
+    """Indices must lie in [0, N): in the flattened table a bad one would read a neighbouring cloud."""
     if idx.numel() == 0:
         return
     low, high = torch.aminmax(idx)
-    if idx.device.type != "cpu":
-        torch._assert_async((low >= 0) & (high < n), "gather_points: idx out of range [0, N)")
-        return
-    if low < 0 or high >= n:
-        raise ValueError(f"idx must lie in [0, {n}), got values from {int(low)} to {int(high)}")
+    check_on_device(
+        (low >= 0) & (high < n),
+        "gather_points: idx out of range [0, N)",
+        lambda: f"idx must lie in [0, {n}), got values from {int(low)} to {int(high)}",
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 
@@ -14,20 +16,30 @@ def check_point_set(name: str, x: torch.Tensor, dim: int | None = None) -> None:
         raise ValueError(f"{name} must have shape {expected}, got {list(x.shape)}")
 
 
-def check_finite(name: str, x: torch.Tensor) -> None:
-    """Reject NaN/Inf early: FPS and kNN silently return garbage indices on them.
+def check_on_device(ok: torch.Tensor, message: str, detail: Callable[[], str] | None = None) -> None:
+    """Require the 0-d bool tensor ``ok``: a ``ValueError`` (``detail()`` if given, else ``message``) on CPU.
 
-    On accelerators the check is asynchronous (no host sync in the training step): a non-finite value
-    then surfaces as a device-side assertion at the next synchronisation instead of a ValueError here.
+    On accelerators, and anywhere under ``torch.compile``, the check is an asynchronous device assertion
+    instead: no host sync in the training step and no graph break; a failure then surfaces at the next
+    synchronisation with ``message``.
     """
-    if x.device.type != "cpu":
-        torch._assert_async(torch.isfinite(x).all(), f"{name} contains non-finite values (NaN or Inf)")
-        return
-    if not bool(torch.isfinite(x).all()):
-        bad = int((~torch.isfinite(x)).sum())
-        raise ValueError(
-            f"{name} contains {bad} non-finite values (NaN or Inf); clean or drop those points first"
-        )
+    if ok.device.type != "cpu" or torch.compiler.is_compiling():
+        torch._assert_async(ok, message)
+    elif not bool(ok):
+        raise ValueError(detail() if detail is not None else message)
+
+
+def check_finite(name: str, x: torch.Tensor) -> None:
+    """Reject NaN/Inf early: FPS and kNN silently return garbage indices on them."""
+    finite = torch.isfinite(x)
+    check_on_device(
+        finite.all(),
+        f"{name} contains non-finite values (NaN or Inf)",
+        lambda: (
+            f"{name} contains {int((~finite).sum())} non-finite values (NaN or Inf); clean or drop "
+            "those points first"
+        ),
+    )
 
 
 def check_count(name: str, wanted: int, available: int, what: str) -> None:
@@ -46,6 +58,12 @@ def channels_last_xyz(x: torch.Tensor, input_layout: str) -> torch.Tensor:
         got = list(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"xyz must have shape {expected} (input_layout={input_layout!r}), got {got}")
     return x.transpose(1, 2) if input_layout == "BCN" else x
+
+
+def example_xyz(batch_size: int, num_points: int, input_layout: str) -> torch.Tensor:
+    """A random cloud in [-1, 1]^3 in a point model's input layout (FLOP counting, benchmarks, tracing)."""
+    xyz = torch.rand(batch_size, num_points, 3) * 2 - 1
+    return xyz.transpose(1, 2).contiguous() if input_layout == "BCN" else xyz
 
 
 def check_input_layout(input_layout: str) -> None:

@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from ..data.images import IMAGE_EXTENSIONS
 from .inputs import POINT_EXTENSIONS
 from .loading import VizModel, load_checkpoint_model
 from .visualize import visualize
 
-UPLOAD_TYPES = [".jpg", ".jpeg", ".png", ".bmp", ".webp", *POINT_EXTENSIONS]
+UPLOAD_TYPES = [*IMAGE_EXTENSIONS, *POINT_EXTENSIONS]
 
 
 class CheckpointFolder:

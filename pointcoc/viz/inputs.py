@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data._io import read_h5
+from ..data._io import check_points, read_h5
 from ..data.images import IMAGE_EXTENSIONS, load_rgb
 from ..data.mesh import read_off, sample_surface
 from ..data.ply import read_ply
@@ -81,9 +81,7 @@ def read_points(
 
 def _h5_sample(path: Path, index: int | None) -> np.ndarray:
     hint = "expected a 'data' array [shapes, points, 3] as in the ModelNet hdf5 files"
-    data = read_h5(path, ("data",), hint)["data"]
-    if data.ndim != 3 or data.shape[-1] < 3:
-        raise ValueError(f"{path} 'data' has shape {list(data.shape)}; {hint}")
+    data = check_points(read_h5(path, ("data",), hint)["data"], path, None, hint)
     if index is None:
         raise ValueError(
             f"{path} holds {len(data)} shapes; choose one as {path.name}:INDEX (0-{len(data) - 1})"

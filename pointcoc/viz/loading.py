@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from ..data.image_augment import IMAGENET_MEAN, IMAGENET_STD, ImageRecipe
 from ..engine.checkpoint import load_checkpoint
-from ..engine.trainer import _load_weights, evaluation_weights
+from ..engine.trainer import build_model, evaluation_weights, load_weights
 from ..models import ContextCluster, PointMLP, create_model, list_models
 
 TOP_K = 5
@@ -33,10 +33,6 @@ class VizModel:
     @property
     def is_points(self) -> bool:
         return not isinstance(self.model, ContextCluster)
-
-
-def is_image_model(name: str) -> bool:
-    return name in list_models(family="context_cluster")
 
 
 def _checked(model: nn.Module, name: str) -> nn.Module:
@@ -63,13 +59,10 @@ def load_checkpoint_model(path: str | Path) -> VizModel:
     config, classes = state["config"], state.get("classes")
     if not classes:
         raise ValueError(f"{path} holds no class names; use a checkpoint written by `main.py train`")
-    name = config["model"]["name"]
-    kwargs = dict(config["model"]["kwargs"])
-    data = config["data"]
-    if not is_image_model(name):
-        kwargs.setdefault("num_points", int(data["num_points"]))
-    model = _checked(create_model(name, num_classes=len(classes), **kwargs), name)
-    _load_weights(model, evaluation_weights(state), path)
+    name, data = config["model"]["name"], config["data"]
+    is_points = name not in list_models(family="context_cluster")
+    model = _checked(build_model(config, len(classes), is_points), name)
+    load_weights(model, evaluation_weights(state), path)
     if isinstance(model, PointMLP):
         canonical = bool(dict(data["kwargs"]).get("canonical", False))
         return VizModel(model, name, str(path), list(classes), model.num_points, canonical)

@@ -24,9 +24,15 @@ from .visualize import capture_points, cluster_blocks, stage_layer
 GAP = 4  # white pixels between the stage pictures of an image sample
 
 
+def has_clusters(model: nn.Module) -> bool:
+    """Whether ``model`` exposes cluster assignments to draw (CoC image models, PointMLP-family models)."""
+    return isinstance(model, (ContextCluster, PointMLP))
+
+
 class ClusterPictures:
     """Pictures of the first ``count`` samples of ``dataset``, due on epoch 1, every ``every`` epochs and
-    on the last; ``to_input`` turns a batch of one dataset item into the model's input on its device."""
+    on the last; ``to_input`` turns a batch of one dataset item into the model's input on its device.
+    Only for models that :func:`has_clusters`."""
 
     def __init__(
         self, dataset: Dataset, count: int, every: int, to_input: Callable[[torch.Tensor], torch.Tensor]
@@ -45,10 +51,8 @@ class ClusterPictures:
             x = self.to_input(sample[None])
             if isinstance(model, ContextCluster):
                 picture = image_strip(model, x, sample)
-            elif isinstance(model, PointMLP):
-                picture = point_strip(model, x, f"epoch {epoch}, validation sample {i}")
             else:
-                break  # a model without cluster assignments: nothing to draw
+                picture = point_strip(model, x, f"epoch {epoch}, validation sample {i}")
             writer.add_image(f"clusters/sample_{i}", picture, epoch, dataformats="HWC")
         model.train(was_training)
 
