@@ -3,7 +3,9 @@
 They differ only in how they form point sets and centers: :class:`RegionClusterMixer` partitions an
 image grid into regions and proposes pooled grid centers (the official image ``Cluster``);
 :class:`GroupClusterMixer` takes kNN groups of a point cloud with the group mean as the single center
-(the official point ``ContextCluster``). The clustering itself is :func:`pointcoc.cluster.context_cluster`.
+(the official point ``ContextCluster``); :class:`SetClusterMixer` clusters a whole point cloud around centers
+pooled over spatial groups (farthest-point anchors and their neighbours). The clustering itself is
+:func:`pointcoc.cluster.context_cluster`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ..cluster import (
     unfold_regions,
 )
 from ..cluster.op import ClusterResult
+from ..ops import gather_points
 
 
 class ClusterMixer(nn.Module):
@@ -137,3 +140,35 @@ class GroupClusterMixer(ClusterMixer):
         out = self.cluster(feats, values, feats.mean(1, keepdim=True), values.mean(1, keepdim=True))
         out = out.reshape(b * g, self.heads, k, self.head_dim).transpose(1, 2).reshape(b, g, k, -1)
         return x + self.proj(out)
+
+
+class SetClusterMixer(ClusterMixer):
+    """Context clustering of a whole point set ``[B, N, C]`` around centers pooled over point groups.
+
+    ``groups [B, M, K]`` (indices into the N points) proposes the M centers: each center, and its value,
+    is the mean of its group's projected features, as the image mixer pools grid windows. Groups are
+    usually spatial (a farthest-point anchor and its nearest neighbours), so the centers start local while
+    the assignment, by feature similarity, is free to join distant points. Returns ``proj(cluster(x))``.
+    """
+
+    def __init__(self, dim: int, heads: int = 4, head_dim: int = 16) -> None:
+        super().__init__(heads, head_dim)
+        inner = heads * head_dim
+        self.f = nn.Linear(dim, inner)
+        self.v = nn.Linear(dim, inner)
+        self.proj = nn.Linear(inner, dim)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        return x.reshape(b, n, self.heads, self.head_dim).transpose(1, 2).reshape(-1, n, self.head_dim)
+
+    def forward(self, x: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        feats, values = self.f(x), self.v(x)
+        out = self.cluster(
+            self._split(feats),
+            self._split(values),
+            self._split(gather_points(feats, groups).mean(2)),
+            self._split(gather_points(values, groups).mean(2)),
+        )
+        return self.proj(out.reshape(b, self.heads, n, self.head_dim).transpose(1, 2).reshape(b, n, -1))

@@ -1,6 +1,6 @@
 """Model families; importing this package registers every variant."""
 
-from . import pointmlp, pointnet  # noqa: F401  (registers the point models)
+from . import pointmlp, pointnet, pointset_coc  # noqa: F401  (registers the point models)
 from .context_cluster import ContextCluster  # (importing registers the image models)
 from .pointmlp import PointMLP
 from .pointnet import PointNet

@@ -1,0 +1,176 @@
+"""Point-set Context Clusters: the paper's "set of points" view applied to a raw point cloud.
+
+PointMLP-CoC (:mod:`.pointmlp`) clusters inside small kNN groups with one center each. Here, as in the image
+models, every block clusters the whole cloud: a few centers are proposed by pooling the features of spatial
+groups (farthest-point anchors and their nearest neighbours, found once per stage from the input cloud) and
+every point joins its most similar center, wherever it lies. The rest is PointNet's: an optional input
+transform (T-Net), a shared per-point MLP before the blocks, a wide per-point layer and a max over points
+after them, and the same classifier head. Stages change the width but keep every point; their centers get
+fewer and larger from stage to stage.
+
+No official counterpart: this family is ours. On the CPU ModelNet10 budget it learns as fast as PointNet,
+where the narrow PointMLP-CoC does not (``experiments/modelnet10/pointset_coc.yaml``).
+Layout as in :mod:`.pointmlp`: channels-last, so pointwise layers are ``Linear``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+
+from ..layers import SetClusterMixer
+from ..ops import farthest_point_sample, gather_points, knn_points
+from ..utils.checks import channels_last_xyz, check_finite, check_input_layout, example_xyz
+from .context_cluster import DropPath
+from .pointmlp import LinearBN, classifier_head, make_activation
+from .pointnet import InputTransform
+from .registry import register_model
+
+
+class PointNorm(nn.BatchNorm1d):
+    """BatchNorm over the channels of a channels-last ``[B, N, C]`` point set."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+
+
+class SetClusterBlock(nn.Module):
+    """``x + drop_path(mixer(norm(x)))``, then ``x + drop_path(mlp(norm(x)))``: the image block on points."""
+
+    def __init__(
+        self, dim: int, heads: int, head_dim: int, mlp_ratio: float, activation: str, drop_path: float
+    ) -> None:
+        super().__init__()
+        self.norm1 = PointNorm(dim)
+        self.token_mixer = SetClusterMixer(dim, heads=heads, head_dim=head_dim)
+        self.norm2 = PointNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), make_activation(activation), nn.Linear(hidden, dim))
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.token_mixer(self.norm1(x), groups))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+def spatial_groups(xyz: torch.Tensor, centers: int) -> torch.Tensor:
+    """``[B, centers, N // centers]`` indices: each farthest-point anchor's nearest points, itself included.
+
+    The groups cover the cloud roughly evenly, as the image model's pooling windows tile the grid.
+    """
+    anchors = gather_points(xyz, farthest_point_sample(xyz, centers))
+    return knn_points(anchors, xyz, max(1, xyz.shape[1] // centers))
+
+
+class PointSetCoC(nn.Module):
+    """Point-set Context Cluster classifier. Input: xyz ``[B, N, 3]`` (``"BCN"``: ``[B, 3, N]``), any ``N``.
+
+    ``dims``, ``depths``, ``centers``, ``heads`` and ``head_dims`` give one value per stage; ``centers`` must
+    not exceed the number of points.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 40,
+        num_points: int = 1024,
+        input_transform: bool = True,
+        embed_dims: Sequence[int] = (64, 64),
+        dims: Sequence[int] = (64, 128),
+        depths: Sequence[int] = (1, 1),
+        centers: Sequence[int] = (16, 8),
+        heads: Sequence[int] = (4, 4),
+        head_dims: Sequence[int] = (16, 32),
+        mlp_ratio: float = 2.0,
+        feature_dim: int = 1024,
+        head_widths: Sequence[int] = (512, 256),
+        activation: str = "relu",
+        drop_path_rate: float = 0.0,
+        drop_rate: float = 0.3,
+        input_layout: str = "BNC",
+    ) -> None:
+        config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        super().__init__()
+        check_input_layout(input_layout)
+        per_stage = {
+            "dims": dims,
+            "depths": depths,
+            "centers": centers,
+            "heads": heads,
+            "head_dims": head_dims,
+        }
+        if len({len(v) for v in per_stage.values()}) != 1:
+            lengths = ", ".join(f"{k}={len(v)}" for k, v in per_stage.items())
+            raise ValueError(
+                f"dims, depths, centers, heads and head_dims need one value per stage, got {lengths}"
+            )
+        if min(centers) < 1:
+            raise ValueError(f"centers must be positive, got {list(centers)}")
+        self.config = config  # constructor arguments, e.g. to rebuild the model from a checkpoint
+        self.num_classes, self.num_points, self.input_layout = num_classes, num_points, input_layout
+        self.check_inputs = True
+        self.centers = list(centers)
+
+        self.transform = InputTransform(activation) if input_transform else None
+        widths = (3, *embed_dims)
+        self.embed = nn.Sequential(
+            *[
+                m
+                for a, b in zip(widths[:-1], widths[1:])
+                for m in (LinearBN(a, b, True), make_activation(activation))
+            ]
+        )
+        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.transitions, self.stages = nn.ModuleList(), nn.ModuleList()
+        width = widths[-1]
+        for i, dim in enumerate(dims):
+            self.transitions.append(
+                nn.Identity()
+                if dim == width
+                else nn.Sequential(LinearBN(width, dim, True), make_activation(activation))
+            )
+            first = sum(depths[:i])
+            self.stages.append(
+                nn.ModuleList(
+                    SetClusterBlock(dim, heads[i], head_dims[i], mlp_ratio, activation, rates[first + j])
+                    for j in range(depths[i])
+                )
+            )
+            width = dim
+        self.lift = nn.Sequential(LinearBN(width, feature_dim, True), make_activation(activation))
+        self.num_features = feature_dim
+        self.classifier = classifier_head((feature_dim, *head_widths), num_classes, activation, drop_rate)
+
+    def example_input(self, batch_size: int = 1) -> torch.Tensor:
+        """A random input of the configured size and layout (for FLOP counting, benchmarks, tracing)."""
+        return example_xyz(batch_size, self.num_points, self.input_layout)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Global feature ``[B, num_features]`` (max over points)."""
+        xyz = channels_last_xyz(x, self.input_layout)
+        if self.check_inputs:
+            check_finite("xyz", xyz)
+        # The groups come from the input cloud: a learned alignment changes the features, not the centers.
+        feats = self.embed(xyz if self.transform is None else self.transform(xyz))
+        for centers, transition, blocks in zip(self.centers, self.transitions, self.stages):
+            groups = spatial_groups(xyz, centers)
+            feats = transition(feats)
+            for block in blocks:
+                feats = block(feats, groups)
+        return self.lift(feats).amax(dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.forward_features(x))
+
+
+@register_model
+def pointset_coc(num_classes: int = 40, **kwargs) -> PointSetCoC:
+    """T-Net, two stages (64, 128 wide; 16, 8 centers; one block each): 1.76 M parameters at 40 classes."""
+    return PointSetCoC(num_classes=num_classes, **kwargs)
+
+
+@register_model
+def pointset_coc_vanilla(num_classes: int = 40, **kwargs) -> PointSetCoC:
+    """``pointset_coc`` without the input transform, as ``pointnet_vanilla`` is PointNet without it."""
+    return PointSetCoC(num_classes=num_classes, **{"input_transform": False, **kwargs})
