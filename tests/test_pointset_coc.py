@@ -5,6 +5,7 @@ import pointcoc
 from pointcoc.cluster.reference import context_cluster_naive
 from pointcoc.layers import SetClusterMixer
 from pointcoc.models.pointset_coc import PointSetCoC, spatial_groups
+from pointcoc.ops import gather_points
 
 POINTSET_MODELS = pointcoc.list_models(family="pointset_coc")
 
@@ -42,29 +43,23 @@ def test_layouts_agree_and_points_are_a_set(name):
 def test_spatial_groups_are_anchor_neighbourhoods():
     torch.manual_seed(0)
     xyz = torch.rand(2, 40, 3)
-    groups = spatial_groups(xyz, 8)
-    assert groups.shape == (2, 8, 5)
-    # Sorted by distance: every group starts with its anchor, and the anchors are distinct points.
-    anchors = groups[..., 0]
-    assert all(len(set(a.tolist())) == 8 for a in anchors)
-    far = (xyz.unsqueeze(2) - xyz.gather(1, anchors.unsqueeze(-1).expand(-1, -1, 3)).unsqueeze(1)).norm(
-        dim=-1
-    )
-    inside = far.gather(2, anchors.new_tensor(range(8)).expand(2, 40, 8))  # [B, N, 8] distance to anchor
+    anchor_idx, groups = spatial_groups(xyz, 8)
+    assert anchor_idx.shape == (2, 8) and groups.shape == (2, 8, 5)
+    assert all(len(set(a.tolist())) == 8 for a in anchor_idx)  # distinct anchors
+    assert torch.equal(groups[..., 0], anchor_idx)  # sorted by distance: the anchor comes first
     for b in range(2):
+        distance = torch.cdist(xyz[b, anchor_idx[b]], xyz[b])  # [8, 40], written out independently
         for m in range(8):
-            members = groups[b, m]
-            radius = inside[b, members, m].max()
             outside = torch.ones(40, dtype=torch.bool)
-            outside[members] = False
-            assert (inside[b, outside, m] >= radius).all()
+            outside[groups[b, m]] = False
+            assert distance[m, outside].min() >= distance[m, groups[b, m]].max()
 
 
 def test_mixer_equals_the_naive_operator_on_pooled_centers():
     torch.manual_seed(0)
     mixer = SetClusterMixer(12, heads=2, head_dim=5)
     x = torch.randn(3, 20, 12, requires_grad=True)
-    groups = spatial_groups(torch.rand(3, 20, 3), 4)
+    _, groups = spatial_groups(torch.rand(3, 20, 3), 4)
     out = mixer(x, groups)
     out.square().sum().backward()
     grads = x.grad.clone(), mixer.sim_alpha.grad.clone()
@@ -100,3 +95,40 @@ def test_bad_configuration_and_inputs():
         model(torch.full((2, 30, 3), float("nan")))
     with pytest.raises(ValueError, match="num_samples"):
         model(torch.rand(2, 10, 3))  # fewer points than the 16 centers of stage 1
+
+
+def test_parameter_counts_and_input_transform():
+    # embed 3->64->64, stage blocks at 64 and 128 (mixer f/v/proj, MLP x2, two norms), 64->128 transition,
+    # 128->1024 lift, 1024->512->256->40 head; the T-Net is PointNet's (803,081 parameters).
+    vanilla = pointcoc.create_model("pointset_coc_vanilla")
+    full = pointcoc.create_model("pointset_coc")
+    assert sum(p.numel() for p in vanilla.parameters()) == 960_620
+    assert sum(p.numel() for p in full.parameters()) - 960_620 == sum(
+        p.numel() for p in full.transform.parameters()
+    )
+    assert vanilla.transform is None
+
+
+def test_capture_clusters_reads_the_forward_assignments():
+    torch.manual_seed(0)
+    model = pointcoc.create_model("pointset_coc_vanilla", num_classes=4, heads=(2, 2)).eval()
+    xyz = torch.rand(3, 64, 3)
+    with torch.no_grad(), model.capture_clusters() as stages:
+        out = model(xyz)
+    assert sorted(stages) == [0, 1]
+    for s, centers in enumerate(model.centers):
+        record = stages[s]
+        assert record.groups.shape == (3, centers, 64 // centers)
+        (assignment,) = record.assignments
+        assert assignment.shape == (3, 2, 64) and int(assignment.max()) < centers
+    # The recorded stage-0 assignment is the one the mixer's own inputs give.
+    mixer = model.stages[0][0].token_mixer
+    feats = model.stages[0][0].norm1(model.transitions[0](model.embed(xyz)))
+    f = mixer._split(mixer.f(feats))
+    centers = mixer._split(gather_points(mixer.f(feats), stages[0].groups).mean(2))
+    expected = torch.nn.functional.cosine_similarity(f.unsqueeze(2), centers.unsqueeze(1), dim=-1).argmax(-1)
+    assert torch.equal(stages[0].assignments[0], expected.reshape(3, 2, 64))
+    # nothing is kept after the with, and capturing does not change the output
+    assert model._captured is None and mixer.last_result is None and not mixer.record_assignment
+    with torch.no_grad():
+        torch.testing.assert_close(model(xyz), out)

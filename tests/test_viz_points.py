@@ -156,3 +156,27 @@ def test_cli_png_and_html_of_a_checkpoint_on_real_files(tmp_path, capsys):
         assert sum(name in out for name in POINT_CLASSES) == 5
         assert Image.open(png).size == (720, 810)  # 2 x 2 panels of 3.6 in, 3 title lines, at 100 dpi
         assert "64 groups of 10" in page.read_text()
+
+
+def test_point_set_coc_colours_every_point_by_the_center_it_joined(tmp_path):
+    torch.manual_seed(0)
+    model = pointcoc.create_model("pointset_coc", num_classes=6, num_points=N).eval()
+    viz = VizModel(model, "pointset_coc", "random weights", None, num_points=N)
+    result = visualize(viz, sphere_ply(tmp_path / "s.ply", n=2 * N), stage=1, head=2)
+    assert "stage 1 block 0: 8 centers" in result.summary and "head 2" in result.summary
+    assert len(result.layers) == 2  # one block per stage, no sampling layer: every stage keeps every point
+    # the layer's colours are the captured assignment's centers, read back through the palette
+    xyz = torch.from_numpy(result.layers[1].points).float()[None]
+    with torch.no_grad(), model.capture_clusters() as stages:
+        model(xyz)
+    palette = cluster_colors(8)
+    layer = result.layers[1]
+    anchors = stages[1].anchor_idx[0].numpy()
+    assignment = stages[1].assignments[0][0, 2].numpy()
+    plain = np.ones(N, dtype=bool)
+    plain[anchors] = False
+    assert (layer.colors[plain] == palette[assignment[plain]]).all()
+    assert (layer.colors[anchors] == palette).all() and layer.outlined[anchors].all()
+    assert layer.outlined.sum() == 8
+    with pytest.raises(ValueError, match="head 4 is out of range: pointset_coc has heads 0-3"):
+        visualize(viz, sphere_ply(tmp_path / "s.ply", n=N), head=4)

@@ -57,3 +57,14 @@ def test_image_runs_log_the_stages_side_by_side_and_zero_turns_it_off(tmp_path):
 def test_unknown_log_keys_are_refused(setting):
     with pytest.raises(ValueError, match="unknown config key"):
         tiny_point_config(setting)
+
+
+def test_point_set_runs_log_one_view_per_stage(tmp_path):
+    config = tiny_point_config("train.epochs=1", "model.name=pointset_coc_vanilla", "model.kwargs={}",
+                               "log.cluster_images_every=1", "log.cluster_images=1")  # fmt: skip
+    train(config, tmp_path)
+    (events,) = cluster_images(tmp_path).values()
+    assert [e.step for e in events] == [1]
+    picture = decode(events[0]).reshape(-1, 3)
+    seen = {tuple(c) for c in np.unique(picture, axis=0)} & {tuple(c) for c in cluster_colors(16)}
+    assert len(seen) >= 12  # the 16 stage-0 centers' colours (a few anchors hide behind others)

@@ -10,6 +10,9 @@ pooled over spatial groups (farthest-point anchors and their neighbours). The cl
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -50,6 +53,22 @@ class ClusterMixer(nn.Module):
                 result.out.detach(), result.assignment, result.similarity.detach()
             )
         return result.out
+
+
+@contextmanager
+def recording(mixers: Iterable[ClusterMixer]) -> Iterator[None]:
+    """Have ``mixers`` keep their last :class:`ClusterResult` inside the ``with``; afterwards their flags are
+    restored and what they kept is dropped."""
+    mixers = list(mixers)
+    previous = [mixer.record_assignment for mixer in mixers]
+    for mixer in mixers:
+        mixer.record_assignment = True
+    try:
+        yield
+    finally:
+        for mixer, was in zip(mixers, previous):
+            mixer.record_assignment = was
+            mixer.last_result = None
 
 
 class RegionClusterMixer(ClusterMixer):

@@ -4,6 +4,15 @@ from . import pointmlp, pointnet, pointset_coc  # noqa: F401  (registers the poi
 from .context_cluster import ContextCluster  # (importing registers the image models)
 from .pointmlp import PointMLP
 from .pointnet import PointNet
+from .pointset_coc import PointSetCoC
 from .registry import create_model, list_models, register_model
 
-__all__ = ["ContextCluster", "PointMLP", "PointNet", "create_model", "list_models", "register_model"]
+__all__ = [
+    "ContextCluster",
+    "PointMLP",
+    "PointNet",
+    "PointSetCoC",
+    "create_model",
+    "list_models",
+    "register_model",
+]

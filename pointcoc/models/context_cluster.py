@@ -23,7 +23,7 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from ..cluster import unfold_regions
-from ..layers import RegionClusterMixer
+from ..layers import RegionClusterMixer, recording
 from .registry import register_model
 
 
@@ -307,7 +307,6 @@ class ContextCluster(nn.Module):
         """
         maps: dict[tuple[int, int], torch.Tensor] = {}
         mixers = self.cluster_mixers()
-        previous = {key: mixer.record_assignment for key, mixer in mixers.items()}
 
         def hook(key: tuple[int, int]) -> Callable:
             def store(mixer: RegionClusterMixer, _inputs: tuple, out: torch.Tensor) -> None:
@@ -317,16 +316,12 @@ class ContextCluster(nn.Module):
             return store
 
         handles = [mixer.register_forward_hook(hook(key)) for key, mixer in mixers.items()]
-        for mixer in mixers.values():
-            mixer.record_assignment = True
         try:
-            yield maps
+            with recording(mixers.values()):
+                yield maps
         finally:
             for handle in handles:
                 handle.remove()
-            for key, mixer in mixers.items():
-                mixer.record_assignment = previous[key]
-                mixer.last_result = None
 
 
 def _assignment_map(mixer: RegionClusterMixer, size: tuple[int, int]) -> torch.Tensor:

@@ -15,12 +15,14 @@ Layout as in :mod:`.pointmlp`: channels-last, so pointwise layers are ``Linear``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
-from ..layers import SetClusterMixer
+from ..layers import SetClusterMixer, recording
 from ..ops import farthest_point_sample, gather_points, knn_points
 from ..utils.checks import channels_last_xyz, check_finite, check_input_layout, example_xyz
 from .context_cluster import DropPath
@@ -55,13 +57,24 @@ class SetClusterBlock(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-def spatial_groups(xyz: torch.Tensor, centers: int) -> torch.Tensor:
-    """``[B, centers, N // centers]`` indices: each farthest-point anchor's nearest points, itself included.
+def spatial_groups(xyz: torch.Tensor, centers: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Farthest-point anchors ``[B, centers]`` and their groups ``[B, centers, N // centers]``: each anchor's
+    nearest points, itself included (indices into ``xyz``).
 
     The groups cover the cloud roughly evenly, as the image model's pooling windows tile the grid.
     """
-    anchors = gather_points(xyz, farthest_point_sample(xyz, centers))
-    return knn_points(anchors, xyz, max(1, xyz.shape[1] // centers))
+    anchor_idx = farthest_point_sample(xyz, centers)
+    return anchor_idx, knn_points(gather_points(xyz, anchor_idx), xyz, max(1, xyz.shape[1] // centers))
+
+
+@dataclass
+class SetStageClusters:
+    """What one stage clustered (see :meth:`PointSetCoC.capture_clusters`)."""
+
+    points: torch.Tensor  # [B, N, 3] the input cloud: every stage keeps every point
+    anchor_idx: torch.Tensor  # [B, M] the farthest-point anchors that seed the M centers
+    groups: torch.Tensor  # [B, M, K] the points each center is pooled from
+    assignments: list[torch.Tensor]  # per block: [B, heads, N] the center each point joined
 
 
 class PointSetCoC(nn.Module):
@@ -111,6 +124,7 @@ class PointSetCoC(nn.Module):
         self.num_classes, self.num_points, self.input_layout = num_classes, num_points, input_layout
         self.check_inputs = True
         self.centers = list(centers)
+        self._captured: dict[int, SetStageClusters] | None = None  # filled inside capture_clusters()
 
         self.transform = InputTransform(activation) if input_transform else None
         widths = (3, *embed_dims)
@@ -153,12 +167,45 @@ class PointSetCoC(nn.Module):
             check_finite("xyz", xyz)
         # The groups come from the input cloud: a learned alignment changes the features, not the centers.
         feats = self.embed(xyz if self.transform is None else self.transform(xyz))
-        for centers, transition, blocks in zip(self.centers, self.transitions, self.stages):
-            groups = spatial_groups(xyz, centers)
+        for s, (centers, transition, blocks) in enumerate(zip(self.centers, self.transitions, self.stages)):
+            anchor_idx, groups = spatial_groups(xyz, centers)
             feats = transition(feats)
             for block in blocks:
                 feats = block(feats, groups)
+            if self._captured is not None:
+                self._captured[s] = SetStageClusters(
+                    xyz.detach(), anchor_idx, groups, self._assignments(blocks)
+                )
         return self.lift(feats).amax(dim=1)
+
+    @staticmethod
+    def _assignments(blocks: nn.ModuleList) -> list[torch.Tensor]:
+        out = []
+        for block in blocks:
+            mixer = block.token_mixer
+            n = mixer.last_result.assignment.shape[-1]  # heads folded into the batch as (b, head)
+            out.append(mixer.last_result.assignment.reshape(-1, mixer.heads, n))
+            mixer.last_result = None  # free what the assignment was read from
+        return out
+
+    @contextmanager
+    def capture_clusters(self) -> Iterator[dict[int, SetStageClusters]]:
+        """Record each stage's anchors, groups and per-block assignments in the forwards of the ``with``.
+
+        Yields a dict filled by each forward with ``stage -> SetStageClusters``, read from the forward
+        itself (nothing is recomputed); a later forward overwrites it::
+
+            with model.capture_clusters() as stages:
+                model(xyz)
+            stages[0].assignments[0]  # [B, heads, N], values in [0, centers[0])
+        """
+        stages: dict[int, SetStageClusters] = {}
+        self._captured = stages
+        try:
+            with recording(block.token_mixer for blocks in self.stages for block in blocks):
+                yield stages
+        finally:
+            self._captured = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.forward_features(x))

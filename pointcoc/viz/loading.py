@@ -11,9 +11,10 @@ import torch.nn as nn
 from ..data.image_augment import IMAGENET_MEAN, IMAGENET_STD, ImageRecipe
 from ..engine.checkpoint import load_checkpoint
 from ..engine.trainer import build_model, evaluation_weights, load_weights
-from ..models import ContextCluster, PointMLP, create_model, list_models
+from ..models import ContextCluster, PointMLP, PointSetCoC, create_model, list_models
 
 TOP_K = 5
+POINT_CLUSTER_MODELS = (PointMLP, PointSetCoC)  # point models whose clusters can be drawn
 
 
 @dataclass
@@ -36,10 +37,10 @@ class VizModel:
 
 
 def _checked(model: nn.Module, name: str) -> nn.Module:
-    if not isinstance(model, (ContextCluster, PointMLP)):
+    if not isinstance(model, (ContextCluster, *POINT_CLUSTER_MODELS)):
         raise ValueError(
-            f"{name} has no cluster assignments to show; visualise a CoC image model (coc_*) or a "
-            "PointMLP-family point model (pointmlp*)"
+            f"{name} has no cluster assignments to show; visualise a CoC image model (coc_*), a "
+            "PointMLP-family point model (pointmlp*) or a point-set CoC (pointset_coc*)"
         )
     return model.eval()
 
@@ -48,7 +49,7 @@ def load_named_model(name: str, seed: int = 0) -> VizModel:
     """A registered model with random weights (fixed ``seed``), to inspect an untrained model."""
     torch.manual_seed(seed)
     model = _checked(create_model(name), name)
-    num_points = model.num_points if isinstance(model, PointMLP) else 1024
+    num_points = model.num_points if isinstance(model, POINT_CLUSTER_MODELS) else 1024
     return VizModel(model, name, "random weights", None, num_points=num_points)
 
 
@@ -63,7 +64,7 @@ def load_checkpoint_model(path: str | Path) -> VizModel:
     is_points = name not in list_models(family="context_cluster")
     model = _checked(build_model(config, len(classes), is_points), name)
     load_weights(model, evaluation_weights(state), path)
-    if isinstance(model, PointMLP):
+    if isinstance(model, POINT_CLUSTER_MODELS):
         canonical = bool(dict(data["kwargs"]).get("canonical", False))
         return VizModel(model, name, str(path), list(classes), model.num_points, canonical)
     recipe = ImageRecipe(**dict(data["image_recipe"]))

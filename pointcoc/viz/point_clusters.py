@@ -6,6 +6,9 @@ overlap, so a point is coloured by the group whose center it is most similar to 
 forward pass computed, read from :meth:`pointcoc.models.PointMLP.capture_clusters`); in models without
 cluster blocks (PointMLP), by the nearest anchor among the groups that hold it. Points of the stage's set
 that no group gathered stay grey.
+
+A point-set CoC (:mod:`pointcoc.models.pointset_coc`) clusters the whole cloud at every stage: each point
+has the colour of the center it joined, and each center's seed (its farthest-point anchor) is outlined.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 import torch
 
 from ..models.pointmlp import StageGroups
+from ..models.pointset_coc import SetStageClusters
 from .colors import CONTEXT, UNGROUPED, cluster_colors
 
 CENTER_SIZE, POINT_SIZE, CONTEXT_SIZE = 2.5, 1.0, 0.5  # marker scales shared by the PNG and HTML views
@@ -69,6 +73,16 @@ def point_clusters(stages: dict[int, StageGroups], stage: int, block: int, head:
     owner = group_owner(neighbours, score, points.shape[0])
     return PointClusters(
         points.cpu().numpy(), owner.cpu().numpy(), anchors.cpu().numpy(), neighbours.shape[1]
+    )
+
+
+def set_clusters(stage: SetStageClusters, block: int, head: int) -> PointClusters:
+    """The picture data of one point-set CoC block and head for the first cloud of a captured batch."""
+    return PointClusters(
+        stage.points[0].cpu().numpy(),
+        stage.assignments[block][0, head].cpu().numpy(),
+        stage.anchor_idx[0].cpu().numpy(),
+        stage.groups.shape[-1],
     )
 
 

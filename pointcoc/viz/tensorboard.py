@@ -15,18 +15,20 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
-from ..models import ContextCluster, PointMLP
+from ..models import ContextCluster, PointMLP, PointSetCoC
 from .image_clusters import block_counts, display_side, image_clusters, render_image_clusters
+from .loading import POINT_CLUSTER_MODELS
 from .point_clusters import survival
 from .point_png import VIEWS, render_layers
-from .visualize import capture_points, cluster_blocks, stage_layer
+from .visualize import capture_points, cluster_blocks, set_layers, stage_layer
 
 GAP = 4  # white pixels between the stage pictures of an image sample
 
 
 def has_clusters(model: nn.Module) -> bool:
-    """Whether ``model`` exposes cluster assignments to draw (CoC image models, PointMLP-family models)."""
-    return isinstance(model, (ContextCluster, PointMLP))
+    """Whether ``model`` exposes cluster assignments to draw (CoC image models, PointMLP-family models and
+    point-set CoCs)."""
+    return isinstance(model, (ContextCluster, *POINT_CLUSTER_MODELS))
 
 
 class ClusterPictures:
@@ -74,8 +76,17 @@ def image_strip(model: ContextCluster, x: torch.Tensor, image: torch.Tensor) -> 
     return np.concatenate(pictures[:-1], axis=1)
 
 
-def point_strip(model: PointMLP, x: torch.Tensor, title: str) -> np.ndarray:
-    """One view per stage of the cloud ``x`` ``[1, N, 3]``, coloured by the last cluster block's groups."""
+def point_strip(model: PointMLP | PointSetCoC, x: torch.Tensor, title: str) -> np.ndarray:
+    """One view per stage of the cloud ``x`` ``[1, N, 3]``, coloured by the last cluster block's groups
+    (point-set CoCs: by the centers the points joined)."""
+    if isinstance(model, PointSetCoC):
+        with torch.no_grad(), model.capture_clusters() as captured:
+            model(x)
+        keys, layers = set_layers(model, captured, 0)
+        last = [
+            layers[keys.index((s, len(blocks) - 1))] for s, blocks in enumerate(model.stages) if len(blocks)
+        ]
+        return render_layers([(layer, VIEWS[0]) for layer in last], title)
     _, stages = capture_points(model, x)
     depth = survival(stages)
     layers = [

@@ -11,7 +11,7 @@ import torch
 
 from ..data.image_augment import ImageEvalTransform
 from ..data.images import resize_center_crop
-from ..models import ContextCluster, PointMLP
+from ..models import ContextCluster, PointMLP, PointSetCoC
 from .image_clusters import (
     block_counts,
     display_side,
@@ -21,7 +21,14 @@ from .image_clusters import (
 )
 from .inputs import POINT_EXTENSIONS, input_kind, read_image, read_points, split_index
 from .loading import VizModel, top_predictions
-from .point_clusters import PointLayer, cluster_layer, point_clusters, survival, survival_layer
+from .point_clusters import (
+    PointLayer,
+    cluster_layer,
+    point_clusters,
+    set_clusters,
+    survival,
+    survival_layer,
+)
 from .point_html import layers_html
 from .point_png import VIEWS, render_layers
 
@@ -93,6 +100,8 @@ def visualize(
             raise ValueError(f"--index {index} applies to .h5 point files only, not {path.name}")
         return _visualize_image(viz, read_image(path), stage, block, head, alpha)
     xyz = read_points(path, viz.num_points, index, viz.canonical)
+    if isinstance(viz.model, PointSetCoC):
+        return _visualize_point_set(viz, xyz, path.name, stage, block, head)
     return _visualize_points(viz, xyz, path.name, stage, block, head)
 
 
@@ -162,13 +171,58 @@ def _visualize_points(
     keys = [(s, b) for s in range(len(model.stages)) for b in range(cluster_blocks(model, s))]
     layers = [stage_layer(stages, depth, s, b, head) for s, b in keys]
     layers.append(survival_layer(stages[0].points[0].cpu().numpy(), depth, len(model.stages)))
-    chosen = layers[keys.index((stage, block))]
+    legend = "a group is a cluster; outlined: its anchor; each point has the colour of its most similar group"
+    extra = [(layers[-1], VIEWS[0])]  # which points each sampling kept
+    return _point_picture(viz, label, logits, layers, keys.index((stage, block)), head, legend, extra)
+
+
+def set_layers(model: PointSetCoC, stages: dict, head: int) -> tuple[list[tuple[int, int]], list[PointLayer]]:
+    """Every ``(stage, block)`` of a point-set CoC and its layer: the cloud coloured by joined center."""
+    keys = [(s, b) for s, blocks in enumerate(model.stages) for b in range(len(blocks))]
+    layers = []
+    for s, b in keys:
+        clusters = set_clusters(stages[s], b, head)
+        name = f"stage {s} block {b}: {clusters.num_groups} centers"
+        layers.append(cluster_layer(clusters, np.zeros((0, 3), np.float32), name))
+    return keys, layers
+
+
+def set_heads(model: PointSetCoC) -> int:
+    """Heads every stage of a point-set CoC has (a head index must exist in all the layers drawn)."""
+    return min(blocks[0].token_mixer.heads for blocks in model.stages if len(blocks))
+
+
+def _visualize_point_set(
+    viz: VizModel, xyz: torch.Tensor, label: str, stage: int, block: int | None, head: int
+) -> Visualization:
+    model: PointSetCoC = viz.model
+    stage = choose("stage", stage, len(model.stages), viz.name)
+    block = choose("block", block, len(model.stages[stage]), f"stage {stage} of {viz.name}")
+    head = choose("head", head, set_heads(model), viz.name)
+    with torch.no_grad(), model.capture_clusters() as stages:
+        logits = model(xyz[None])
+    keys, layers = set_layers(model, stages, head)
+    legend = "each point has the colour of the center it joined; outlined: the anchor that seeded the center"
+    return _point_picture(viz, label, logits, layers, keys.index((stage, block)), head, legend, [])
+
+
+def _point_picture(
+    viz: VizModel,
+    label: str,
+    logits: torch.Tensor,
+    layers: list[PointLayer],
+    chosen_index: int,
+    head: int,
+    legend: str,
+    extra: list,
+) -> Visualization:
+    chosen = layers[chosen_index]
     predictions = top_predictions(logits[0], viz.classes)
     summary = f"{viz.name} ({viz.source}) on {label}: {chosen.name}, head {head}"
     title = "\n".join([
         f"{viz.name} on {label}: {chosen.name}, head {head}",
-        "a group is a cluster; outlined: its anchor; each point has the colour of its most similar group",
+        legend,
         *(["top-5: " + ", ".join(f"{n} {p:.0%}" for n, p in predictions)] if predictions else []),
     ])  # fmt: skip
-    picture = render_layers([(chosen, view) for view in VIEWS] + [(layers[-1], VIEWS[0])], title)
-    return Visualization(picture, predictions, summary, layers, keys.index((stage, block)))
+    picture = render_layers([(chosen, view) for view in VIEWS] + extra, title)
+    return Visualization(picture, predictions, summary, layers, chosen_index)
