@@ -10,7 +10,8 @@ Run from the repository root::
 "naive" runs the same model object, weights, optimiser and inputs with two names rebound for the duration
 of its steps: ``context_cluster`` in :mod:`pointcoc.layers.cluster_mixers` becomes
 :func:`pointcoc.cluster.reference.context_cluster_naive` (the official formula, ``[B, M, N, E]``
-products) and ``farthest_point_sample`` in :mod:`pointcoc.models.pointmlp` becomes
+products) and ``farthest_point_sample`` in :mod:`pointcoc.models.pointmlp` and
+:mod:`pointcoc.models.pointset_coc` becomes
 :func:`pointcoc.ops.reference.farthest_point_sample_official` (the official loop; image models have no
 FPS). A step is ``zero_grad`` + forward + cross-entropy + backward + optimiser step
 (:func:`pointcoc.bench.make_train_step`). The two variants alternate step by step, so background load
@@ -41,6 +42,7 @@ import torch  # noqa: E402
 import pointcoc  # noqa: E402
 import pointcoc.layers.cluster_mixers as mixers  # noqa: E402
 import pointcoc.models.pointmlp as pointmlp  # noqa: E402
+import pointcoc.models.pointset_coc as pointset_coc  # noqa: E402
 from pointcoc.bench import (  # noqa: E402
     OthersCpuMeter,
     default_optimizer,
@@ -56,6 +58,7 @@ from pointcoc.ops.reference import farthest_point_sample_official  # noqa: E402
 
 SPEEDUP_TARGET = 1.5  # naive step time / our step time, issue #8
 VARIANTS = ("ours", "naive")
+POINT_FAMILIES = (pointmlp, pointset_coc)  # the model modules that call FPS, kNN and gathers
 
 
 @contextmanager
@@ -63,9 +66,10 @@ def naive_path():
     """The official operator and FPS loop in place of ours, for the steps run inside."""
     with ExitStack() as stack:
         stack.enter_context(mock.patch.object(mixers, "context_cluster", context_cluster_naive))
-        stack.enter_context(
-            mock.patch.object(pointmlp, "farthest_point_sample", farthest_point_sample_official)
-        )
+        for family in POINT_FAMILIES:
+            stack.enter_context(
+                mock.patch.object(family, "farthest_point_sample", farthest_point_sample_official)
+            )
         yield
 
 
@@ -91,9 +95,9 @@ def logits_agreement(model: torch.nn.Module, inputs: torch.Tensor) -> float:
 
 # Forward calls labelled in the profile: (module, name it is called by, label).
 PROFILED = (
-    (pointmlp, "farthest_point_sample", "FPS"),
-    (pointmlp, "knn_points", "kNN"),
-    (pointmlp, "gather_points", "gather"),
+    *((family, "farthest_point_sample", "FPS") for family in POINT_FAMILIES),
+    *((family, "knn_points", "kNN") for family in POINT_FAMILIES),
+    *((family, "gather_points", "gather") for family in (*POINT_FAMILIES, mixers)),
     (mixers, "context_cluster", "cluster operator"),
 )
 

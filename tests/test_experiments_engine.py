@@ -83,9 +83,11 @@ def test_table_rows_keep_their_recipes():
     sonn = load_table("scanobjectnn")
     epochs = {r.name: resolve(r, [])["train"]["epochs"] for r in sonn.rows}
     assert epochs == {"pointmlp": 200, "pointmlp_elite": 200, "pointmlp_coc": 250}
-    mn10 = resolve(load_table("modelnet10").row("pointmlp_coc_elite"), [])
-    recipe = load_config(EXPERIMENTS / "modelnet10" / "pointmlp_coc_elite.yaml")
-    assert mn10["data"]["kwargs"] == recipe["data"]["kwargs"] and mn10["train"] == recipe["train"]
-    assert (mn10["data"]["val_fraction"], mn10["data"]["test_fraction"]) == (0.1, 0.2)
+    for row in load_table("modelnet10").rows:
+        mn10 = resolve(row, [])
+        recipe = load_config(EXPERIMENTS / "modelnet10" / f"{row.name}.yaml")
+        assert mn10["data"]["kwargs"] == recipe["data"]["kwargs"] and mn10["train"] == recipe["train"]
+        assert mn10["model"] == recipe["model"]
+        assert (mn10["data"]["val_fraction"], mn10["data"]["test_fraction"]) == (0.1, 0.2)
     images = {r.name: resolve(r, [])["model"]["name"] for r in load_table("imagenet").rows}
     assert images == {n: n for n in ("coc_tiny", "coc_tiny_plain", "coc_small", "coc_medium")}

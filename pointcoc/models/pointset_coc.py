@@ -8,8 +8,8 @@ transform (T-Net), a shared per-point MLP before the blocks, a wide per-point la
 after them, and the same classifier head. Stages change the width but keep every point; their centers get
 fewer and larger from stage to stage.
 
-No official counterpart: this family is ours. On the CPU ModelNet10 budget it learns as fast as PointNet,
-where the narrow PointMLP-CoC does not (``experiments/modelnet10/pointset_coc.yaml``).
+No official counterpart: this family is ours. On the CPU ModelNet10 budget it learns almost as fast as
+PointNet, where the narrow PointMLP-CoC does not (``experiments/results/modelnet10.md``).
 Layout as in :mod:`.pointmlp`: channels-last, so pointwise layers are ``Linear``.
 """
 
