@@ -171,7 +171,7 @@ def compare_model(
     row["speedup_median"] = row["naive"]["median"] / row["ours"]["median"]
     row["speedup_min"] = row["naive"]["min"] / row["ours"]["min"]
     if point:  # the FPS of the first stage alone, same interleaving
-        samples = model.stage_samples[0]
+        samples = model.stage_samples[0] if isinstance(model, pointmlp.PointMLP) else model.centers[0]
         fps = interleaved_times(
             {"ours": lambda: farthest_point_sample(inputs, samples),
              "naive": lambda: farthest_point_sample_official(inputs, samples)},
