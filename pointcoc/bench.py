@@ -15,7 +15,6 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +22,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .engine.evaluate import autocast
 from .models import create_model, list_models
 from .utils.flops import count_macs
 
-PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def amp_of(precision: str) -> str | None:
+    """The engine's ``train.amp`` value for a bench precision (fp32: no autocast)."""
+    return None if precision == "fp32" else precision
+
+
 MIB = 1024.0 * 1024.0
 PROC_STATUS = Path("/proc/self/status")
 CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -202,11 +209,6 @@ def default_optimizer(model: nn.Module, point_model: bool) -> torch.optim.Optimi
     return torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
 
 
-def autocast(device: torch.device, precision: str) -> torch.autocast | nullcontext:
-    dtype = PRECISIONS[precision]
-    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
-
-
 def make_train_step(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -225,7 +227,7 @@ def make_train_step(
     def step() -> torch.Tensor:
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        with autocast(device, precision):
+        with autocast(device, amp_of(precision)):
             loss = F.cross_entropy(model(inputs).float(), labels)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -242,7 +244,7 @@ def make_infer_step(
 
     def step() -> torch.Tensor:
         model.eval()
-        with torch.inference_mode(), autocast(inputs.device, precision):
+        with torch.inference_mode(), autocast(inputs.device, amp_of(precision)):
             return model(inputs)
 
     return step
