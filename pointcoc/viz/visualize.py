@@ -203,7 +203,11 @@ def _visualize_point_set(
         logits = model(xyz[None])
     keys, layers = set_layers(model, stages, head)
     legend = "each point has the colour of the center it joined; outlined: the anchor that seeded the center"
-    return _point_picture(viz, label, logits, layers, keys.index((stage, block)), head, legend, [])
+    chosen = keys.index((stage, block))
+    # the fourth panel: the coarsest clusters next to finer ones, or the finest next to the coarsest
+    other = [layers[-1 if chosen != len(layers) - 1 else 0]] if len(layers) > 1 else []
+    extra = [(layer, VIEWS[0]) for layer in other]
+    return _point_picture(viz, label, logits, layers, chosen, head, legend, extra)
 
 
 def _point_picture(
