@@ -135,33 +135,46 @@ class RegionClusterMixer(ClusterMixer):
         return self.proj(out.reshape(b, self.heads * self.head_dim, h, w))
 
 
-class GroupClusterMixer(ClusterMixer):
-    """Context clustering inside kNN groups ``[B, G, K, C]`` with the group mean as the one center.
+class LinearClusterMixer(ClusterMixer):
+    """Channels-last mixers: ``f``/``v`` projections into ``heads`` heads, ``proj`` back to ``dim``.
 
-    Residual, as in the official point block: returns ``x + proj(cluster(x))``.
+    :meth:`split_heads` folds the heads of ``[..., N, heads * head_dim]`` into the batch as
+    ``[(..., head), N, head_dim]``, the layout :func:`pointcoc.cluster.context_cluster` takes;
+    :meth:`merge_heads` undoes it.
     """
 
-    def __init__(self, dim: int, heads: int = 1, head_dim: int | None = None) -> None:
-        head_dim = head_dim or max(dim // 4, 32)
+    def __init__(self, dim: int, heads: int, head_dim: int) -> None:
         super().__init__(heads, head_dim)
         inner = heads * head_dim
         self.f = nn.Linear(dim, inner)
         self.v = nn.Linear(dim, inner)
         self.proj = nn.Linear(inner, dim)
 
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
-        b, g, k, _ = x.shape
-        return x.reshape(b * g, k, self.heads, self.head_dim).transpose(1, 2).reshape(-1, k, self.head_dim)
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[-2]
+        return x.reshape(-1, n, self.heads, self.head_dim).transpose(1, 2).reshape(-1, n, self.head_dim)
+
+    def merge_heads(self, x: torch.Tensor, lead: torch.Size) -> torch.Tensor:
+        n = x.shape[-2]
+        return x.reshape(-1, self.heads, n, self.head_dim).transpose(1, 2).reshape(*lead, n, -1)
+
+
+class GroupClusterMixer(LinearClusterMixer):
+    """Context clustering inside kNN groups ``[B, G, K, C]`` with the group mean as the one center.
+
+    Residual, as in the official point block: returns ``x + proj(cluster(x))``.
+    """
+
+    def __init__(self, dim: int, heads: int = 1, head_dim: int | None = None) -> None:
+        super().__init__(dim, heads, head_dim or max(dim // 4, 32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, g, k, _ = x.shape
-        feats, values = self._split(self.f(x)), self._split(self.v(x))
+        feats, values = self.split_heads(self.f(x)), self.split_heads(self.v(x))
         out = self.cluster(feats, values, feats.mean(1, keepdim=True), values.mean(1, keepdim=True))
-        out = out.reshape(b * g, self.heads, k, self.head_dim).transpose(1, 2).reshape(b, g, k, -1)
-        return x + self.proj(out)
+        return x + self.proj(self.merge_heads(out, x.shape[:2]))
 
 
-class SetClusterMixer(ClusterMixer):
+class SetClusterMixer(LinearClusterMixer):
     """Context clustering of a whole point set ``[B, N, C]`` around centers pooled over point groups.
 
     ``groups [B, M, K]`` (indices into the N points) proposes the M centers: each center, and its value,
@@ -171,23 +184,14 @@ class SetClusterMixer(ClusterMixer):
     """
 
     def __init__(self, dim: int, heads: int = 4, head_dim: int = 16) -> None:
-        super().__init__(heads, head_dim)
-        inner = heads * head_dim
-        self.f = nn.Linear(dim, inner)
-        self.v = nn.Linear(dim, inner)
-        self.proj = nn.Linear(inner, dim)
-
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, _ = x.shape
-        return x.reshape(b, n, self.heads, self.head_dim).transpose(1, 2).reshape(-1, n, self.head_dim)
+        super().__init__(dim, heads, head_dim)
 
     def forward(self, x: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
-        b, n, _ = x.shape
         feats, values = self.f(x), self.v(x)
         out = self.cluster(
-            self._split(feats),
-            self._split(values),
-            self._split(gather_points(feats, groups).mean(2)),
-            self._split(gather_points(values, groups).mean(2)),
+            self.split_heads(feats),
+            self.split_heads(values),
+            self.split_heads(gather_points(feats, groups).mean(2)),
+            self.split_heads(gather_points(values, groups).mean(2)),
         )
-        return self.proj(out.reshape(b, self.heads, n, self.head_dim).transpose(1, 2).reshape(b, n, -1))
+        return self.proj(self.merge_heads(out, x.shape[:1]))

@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from ..layers import GroupClusterMixer
 from ..ops import farthest_point_sample, gather_points, knn_points
-from ..utils.checks import channels_last_xyz, check_finite, check_input_layout, example_xyz
+from .point_classifier import PointClassifier, check_per_stage
 from .registry import register_model
 
 _ACTIVATIONS = {
@@ -197,7 +197,7 @@ class StageGroups:
     blocks: list[GroupAssignment | None] = field(default_factory=list)  # per pre-extraction block
 
 
-class PointMLP(nn.Module):
+class PointMLP(PointClassifier):
     """PointMLP (Ma et al., ICLR 2022), optionally with a context-cluster block before each
     pre-extraction residual unit (PointMLP-CoC, Ma et al., ICLR 2023).
 
@@ -227,22 +227,14 @@ class PointMLP(nn.Module):
         input_layout: str = "BNC",
     ) -> None:
         config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
-        super().__init__()
-        self.config = config  # constructor arguments, e.g. to rebuild the model from a checkpoint
-        lists = dict(
+        super().__init__(config, num_classes, num_points, input_layout)
+        check_per_stage(
             dim_expansion=dim_expansion,
             pre_blocks=pre_blocks,
             pos_blocks=pos_blocks,
             k_neighbors=k_neighbors,
             reducers=reducers,
         )
-        if len({len(v) for v in lists.values()}) != 1:
-            raise ValueError(
-                f"per-stage lists must have equal lengths, got { {k: len(v) for k, v in lists.items()} }"
-            )
-        check_input_layout(input_layout)
-        self.num_classes, self.num_points, self.input_layout = num_classes, num_points, input_layout
-        self.check_inputs = True
         self.embedding = LinearBN(3, embed_dim, bias)
         self.act = make_activation(activation)
         stages, dim, available, self.stage_samples = [], embed_dim, num_points, []
@@ -280,20 +272,14 @@ class PointMLP(nn.Module):
         self.classifier = classifier_head((dim, 512, 256), num_classes, activation, drop_rate)
 
     def _validated_xyz(self, x: torch.Tensor) -> torch.Tensor:
-        xyz = channels_last_xyz(x, self.input_layout)
+        xyz = self.checked_xyz(x)
         if xyz.shape[1] < self.min_input_points:
             raise ValueError(
                 f"xyz has {xyz.shape[1]} points but the model samples {self.stage_samples[0]} anchors and "
                 f"{self.stages[0].grouper.k} neighbours in its first stage; pass at least "
                 f"{self.min_input_points} points or build the model with a smaller num_points"
             )
-        if self.check_inputs:
-            check_finite("xyz", xyz)
         return xyz.contiguous()
-
-    def example_input(self, batch_size: int = 1) -> torch.Tensor:
-        """A random input of the configured size and layout (for FLOP counting, benchmarks, tracing)."""
-        return example_xyz(batch_size, self.num_points, self.input_layout)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Global feature ``[B, num_features]`` (max over the last stage's points)."""
@@ -302,9 +288,6 @@ class PointMLP(nn.Module):
         for stage in self.stages:
             xyz, feats = stage(xyz, feats)
         return feats.amax(dim=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.forward_features(x))
 
     @contextmanager
     def capture_clusters(self) -> Iterator[dict[int, StageGroups]]:

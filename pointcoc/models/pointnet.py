@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-from ..utils.checks import channels_last_xyz, check_finite, check_input_layout, example_xyz
+from .point_classifier import PointClassifier
 from .pointmlp import LinearBN, classifier_head, make_activation
 from .registry import register_model
 
@@ -45,7 +45,7 @@ class InputTransform(nn.Module):
         return xyz @ matrix
 
 
-class PointNet(nn.Module):
+class PointNet(PointClassifier):
     """PointNet classifier. Input: xyz ``[B, N, 3]`` (``input_layout="BCN"``: ``[B, 3, N]``), any ``N``."""
 
     def __init__(
@@ -60,11 +60,7 @@ class PointNet(nn.Module):
         input_layout: str = "BNC",
     ) -> None:
         config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
-        super().__init__()
-        check_input_layout(input_layout)
-        self.config = config  # constructor arguments, e.g. to rebuild the model from a checkpoint
-        self.num_classes, self.num_points, self.input_layout = num_classes, num_points, input_layout
-        self.check_inputs = True
+        super().__init__(config, num_classes, num_points, input_layout)
         self.transform = InputTransform(activation) if input_transform else None
         self.features = _shared_mlp((3, *point_widths), activation)
         self.num_features = point_widths[-1]
@@ -72,21 +68,12 @@ class PointNet(nn.Module):
             (self.num_features, *head_widths), num_classes, activation, drop_rate
         )
 
-    def example_input(self, batch_size: int = 1) -> torch.Tensor:
-        """A random input of the configured size and layout (for FLOP counting, benchmarks, tracing)."""
-        return example_xyz(batch_size, self.num_points, self.input_layout)
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Global feature ``[B, num_features]`` (max over points)."""
-        xyz = channels_last_xyz(x, self.input_layout)
-        if self.check_inputs:
-            check_finite("xyz", xyz)
+        xyz = self.checked_xyz(x)
         if self.transform is not None:
             xyz = self.transform(xyz)
         return self.features(xyz).amax(dim=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.forward_features(x))
 
 
 @register_model

@@ -24,8 +24,8 @@ import torch.nn as nn
 
 from ..layers import SetClusterMixer, recording
 from ..ops import farthest_point_sample, gather_points, knn_points
-from ..utils.checks import channels_last_xyz, check_finite, check_input_layout, example_xyz
 from .context_cluster import DropPath
+from .point_classifier import PointClassifier, check_per_stage
 from .pointmlp import LinearBN, classifier_head, make_activation
 from .pointnet import InputTransform
 from .registry import register_model
@@ -77,7 +77,7 @@ class SetStageClusters:
     assignments: list[torch.Tensor]  # per block: [B, heads, N] the center each point joined
 
 
-class PointSetCoC(nn.Module):
+class PointSetCoC(PointClassifier):
     """Point-set Context Cluster classifier. Input: xyz ``[B, N, 3]`` (``"BCN"``: ``[B, 3, N]``), any ``N``.
 
     ``dims``, ``depths``, ``centers``, ``heads`` and ``head_dims`` give one value per stage; ``centers`` must
@@ -104,25 +104,10 @@ class PointSetCoC(nn.Module):
         input_layout: str = "BNC",
     ) -> None:
         config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
-        super().__init__()
-        check_input_layout(input_layout)
-        per_stage = {
-            "dims": dims,
-            "depths": depths,
-            "centers": centers,
-            "heads": heads,
-            "head_dims": head_dims,
-        }
-        if len({len(v) for v in per_stage.values()}) != 1:
-            lengths = ", ".join(f"{k}={len(v)}" for k, v in per_stage.items())
-            raise ValueError(
-                f"dims, depths, centers, heads and head_dims need one value per stage, got {lengths}"
-            )
+        super().__init__(config, num_classes, num_points, input_layout)
+        check_per_stage(dims=dims, depths=depths, centers=centers, heads=heads, head_dims=head_dims)
         if min(centers) < 1:
             raise ValueError(f"centers must be positive, got {list(centers)}")
-        self.config = config  # constructor arguments, e.g. to rebuild the model from a checkpoint
-        self.num_classes, self.num_points, self.input_layout = num_classes, num_points, input_layout
-        self.check_inputs = True
         self.centers = list(centers)
         self._captured: dict[int, SetStageClusters] | None = None  # filled inside capture_clusters()
 
@@ -156,15 +141,9 @@ class PointSetCoC(nn.Module):
         self.num_features = feature_dim
         self.classifier = classifier_head((feature_dim, *head_widths), num_classes, activation, drop_rate)
 
-    def example_input(self, batch_size: int = 1) -> torch.Tensor:
-        """A random input of the configured size and layout (for FLOP counting, benchmarks, tracing)."""
-        return example_xyz(batch_size, self.num_points, self.input_layout)
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Global feature ``[B, num_features]`` (max over points)."""
-        xyz = channels_last_xyz(x, self.input_layout)
-        if self.check_inputs:
-            check_finite("xyz", xyz)
+        xyz = self.checked_xyz(x)
         # The groups come from the input cloud: a learned alignment changes the features, not the centers.
         feats = self.embed(xyz if self.transform is None else self.transform(xyz))
         for s, (centers, transition, blocks) in enumerate(zip(self.centers, self.transitions, self.stages)):
@@ -206,9 +185,6 @@ class PointSetCoC(nn.Module):
                 yield stages
         finally:
             self._captured = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.forward_features(x))
 
 
 @register_model
