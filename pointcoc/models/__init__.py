@@ -5,10 +5,12 @@ from .context_cluster import ContextCluster  # (importing registers the image mo
 from .pointmlp import PointMLP
 from .pointnet import PointNet
 from .pointset_coc import PointSetCoC
+from .model_cfg import ModelCfg
 from .registry import create_model, list_models, register_model
 
 __all__ = [
     "ContextCluster",
+    "ModelCfg",
     "PointMLP",
     "PointNet",
     "PointSetCoC",

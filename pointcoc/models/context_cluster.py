@@ -24,6 +24,8 @@ from torch.utils.checkpoint import checkpoint
 
 from ..cluster import unfold_regions
 from ..layers import RegionClusterMixer, recording
+from ..utils.constants import IMAGENET_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD
+from .model_cfg import ModelCfg
 from .registry import register_model
 
 
@@ -186,6 +188,11 @@ class ContextCluster(nn.Module):
         cfg = {name: _per_stage(name, value, stages) for name, value in per_stage.items()}
         self.num_classes = num_classes
         self.fork_feat = fork_feat
+        self.model_cfg = ModelCfg(
+            architecture="", family="context_cluster", input_kind="image", num_classes=num_classes,
+            input_size=(3, 224, 224), mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct=IMAGENET_CROP_PCT,
+            interpolation="bicubic",
+        )  # fmt: skip
         self.num_features = embed_dims[-1]
         self.stem_geometry = (in_patch_size, in_stride, in_pad)
         self.patch_embed = PointReducer(5, embed_dims[0], in_patch_size, in_stride, in_pad)

@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 
 from ..utils.checks import channels_last_xyz, check_finite, check_input_layout, example_xyz
+from .model_cfg import ModelCfg
 
 
 def check_per_stage(**lists) -> None:
@@ -21,7 +22,11 @@ class PointClassifier(nn.Module):
 
     Subclasses build ``self.classifier`` and define ``forward_features``, which reads its input through
     :meth:`checked_xyz`. ``config`` holds the constructor arguments, to rebuild the model from a checkpoint.
+    Subclasses name their ``family`` (the defining module) and whether ``capture_clusters`` records clusters.
     """
+
+    family: str = ""
+    has_clusters: bool = True
 
     def __init__(self, config: dict, num_classes: int, num_points: int, input_layout: str) -> None:
         super().__init__()
@@ -29,6 +34,10 @@ class PointClassifier(nn.Module):
         self.config = config
         self.num_classes, self.num_points, self.input_layout = num_classes, num_points, input_layout
         self.check_inputs = True  # False skips the finite check
+        self.model_cfg = ModelCfg(
+            architecture="", family=self.family, input_kind="points", num_classes=num_classes,
+            input_size=(num_points, 3), has_clusters=self.has_clusters,
+        )  # fmt: skip
 
     def example_input(self, batch_size: int = 1) -> torch.Tensor:
         """A random input of the configured size and layout (for FLOP counting, benchmarks, tracing)."""

@@ -206,6 +206,8 @@ class PointMLP(PointClassifier):
     Stage ``i`` samples ``num_points // prod(reducers[:i+1])`` anchors, as the official model does.
     """
 
+    family = "pointmlp"
+
     def __init__(
         self,
         num_classes: int = 40,

@@ -48,6 +48,9 @@ class InputTransform(nn.Module):
 class PointNet(PointClassifier):
     """PointNet classifier. Input: xyz ``[B, N, 3]`` (``input_layout="BCN"``: ``[B, 3, N]``), any ``N``."""
 
+    family = "pointnet"
+    has_clusters = False  # no cluster blocks and no groups to draw
+
     def __init__(
         self,
         num_classes: int = 40,

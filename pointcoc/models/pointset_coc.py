@@ -84,6 +84,8 @@ class PointSetCoC(PointClassifier):
     not exceed the number of points.
     """
 
+    family = "pointset_coc"
+
     def __init__(
         self,
         num_classes: int = 40,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from typing import Callable
 
@@ -32,11 +33,15 @@ def list_models(pattern: str = "*", family: str | None = None) -> list[str]:
 
 
 def create_model(name: str, **kwargs) -> nn.Module:
-    """Build the registered model ``name``; keyword arguments override its configuration."""
+    """Build the registered model ``name``; keyword arguments override its configuration.
+
+    The model's ``model_cfg`` (see :class:`pointcoc.models.model_cfg.ModelCfg`) names the architecture."""
     if name not in _MODELS:
         close = fnmatch.filter(_MODELS, f"*{name.split('_')[0]}*")
         hint = f"; similar: {', '.join(sorted(close))}" if close else ""
         raise ValueError(
             f"unknown model {name!r}{hint}. pointcoc.list_models() names all {len(_MODELS)} models"
         )
-    return _MODELS[name](**kwargs)
+    model = _MODELS[name](**kwargs)
+    model.model_cfg = dataclasses.replace(model.model_cfg, architecture=name)
+    return model
