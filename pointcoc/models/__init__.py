@@ -2,10 +2,10 @@
 
 from . import pointmlp, pointnet, pointset_coc  # noqa: F401  (registers the point models)
 from .context_cluster import ContextCluster  # (importing registers the image models)
+from .model_cfg import ModelCfg
 from .pointmlp import PointMLP
 from .pointnet import PointNet
 from .pointset_coc import PointSetCoC
-from .model_cfg import ModelCfg
 from .registry import create_model, list_models, register_model
 
 __all__ = [
