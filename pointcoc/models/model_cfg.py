@@ -23,8 +23,8 @@ class ModelCfg:
     """A model's declared interface.
 
     ``input_size`` is ``(num_points, 3)`` for point models and ``(3, H, W)`` for image models;
-    ``mean``/``std``
-    normalise images (``None`` for points, which are centred and scaled into the unit sphere instead).
+    ``mean``/``std`` normalise images (``None`` for points, which are centred and scaled into the unit sphere
+    instead).
     ``crop_pct``/``interpolation`` describe the image eval transform (resize the shorter side to
     ``floor(H / crop_pct)``, centre-crop ``H``). ``has_clusters``: ``capture_clusters()`` records something to
     draw. ``pretrained`` names the zoo tags that fit this architecture.
