@@ -22,8 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .engine.evaluate import autocast
 from .models import create_model, list_models
+from .utils.amp import autocast
 from .utils.flops import count_macs
 
 PRECISIONS = ("fp32", "bf16", "fp16")

@@ -152,7 +152,7 @@ def test_checkpoint_that_runs_code_is_refused(tmp_path, capsys):
     with pytest.raises(ValueError, match="weights_only=True"):
         load_official_checkpoint(pointcoc.create_model("pointmlp_elite"), path)
     assert "must never run" not in capsys.readouterr().out
-    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+    with pytest.raises(ValueError, match="missing.pth does not exist"):
         load_official_checkpoint(pointcoc.create_model("pointmlp_elite"), tmp_path / "missing.pth")
 
 

@@ -12,8 +12,7 @@ from ..layers import RegionClusterMixer
 from ..models.context_cluster import ContextCluster
 from ..models.pointmlp import PointMLP
 from ..models.pointmlp import convert_official_state_dict as convert_pointmlp
-
-StateDict = dict[str, torch.Tensor]
+from ..utils.serialization import StateDict, load_state_dict_strict, safe_load
 
 
 def _cluster(kwargs: dict[str, Any]) -> tuple[nn.Module, Callable[[StateDict], StateDict]]:
@@ -87,26 +86,6 @@ def official_model(builder: str, kwargs: dict[str, Any], state_dict: StateDict |
     return model.eval()
 
 
-def load_state_dict_strict(model: nn.Module, state_dict: StateDict, source: str) -> None:
-    """Load strictly, or raise one ValueError listing missing, unexpected and mis-shaped keys."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
-    shapes = sorted(
-        f"{k} {list(state_dict[k].shape)} vs {list(own[k].shape)}"
-        for k in set(own) & set(state_dict)
-        if state_dict[k].shape != own[k].shape
-    )
-    if missing or unexpected or shapes:
-        parts = [
-            f"{name} ({len(keys)}): {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
-            for name, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes))
-            if keys
-        ]
-        raise ValueError(f"{source} does not fit {type(model).__name__}: " + "; ".join(parts))
-    model.load_state_dict(state_dict, strict=True)
-
-
 def _unwrap(checkpoint: Any, path: str) -> StateDict:
     if not isinstance(checkpoint, dict):
         raise ValueError(f"{path}: expected a dict checkpoint, got {type(checkpoint).__name__}")
@@ -131,16 +110,7 @@ def load_official_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Mo
     key names. Loading uses ``weights_only=True``: a file that needs arbitrary code to unpickle is refused.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(
-            f"{path}: cannot be loaded safely with weights_only=True "
-            f"({type(err).__name__}: {str(err).splitlines()[0]})"
-        ) from None
-    state = _unwrap(checkpoint, path)
+    state = _unwrap(safe_load(path), path)
     own = model.state_dict()
     if not set(state) <= set(own):
         state = official_key_converter(model)(state)

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ..utils.serialization import safe_load
 from .config import RESUMABLE_CHANGES, differences
 
 
@@ -27,16 +28,7 @@ def save_atomic(state: dict[str, Any], path: str | Path) -> None:
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Tensors and plain containers only: a pickle that would run code is refused."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises UnpicklingError or RuntimeError depending on the payload
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(
-            f"{path} is not a plain-weights checkpoint (weights_only=True refused it: {first})"
-        ) from None
+    state = safe_load(path)
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise ValueError(f"{path} is not a pointcoc training checkpoint (no 'model'/'config' entries)")
     return state

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import numpy as np
@@ -11,18 +10,10 @@ import torch.nn as nn
 from torch.utils.data import Dataset, Subset
 
 from ..data import build_loader
+from ..utils.amp import autocast
 from .data import BatchPrep
 from .distributed import all_gather_objects
 from .metrics import confusion, summarize, top_k_accuracy
-
-
-def autocast(device: torch.device, amp: str | None) -> contextlib.AbstractContextManager:
-    if amp is None:
-        return contextlib.nullcontext()
-    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
-    if amp not in dtypes:
-        raise ValueError(f"train.amp must be null, 'bf16' or 'fp16', got {amp!r}")
-    return torch.autocast(device.type, dtype=dtypes[amp])
 
 
 @torch.no_grad()

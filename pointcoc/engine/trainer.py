@@ -15,11 +15,13 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from ..models import create_model
+from ..utils.amp import autocast
+from ..utils.serialization import load_state_dict_strict
 from .checkpoint import check_compatible, load_checkpoint, save_atomic
 from .config import save_config
 from .data import BatchPrep, build_run_data, soft_cross_entropy, voting_views
 from .distributed import all_reduce_sum, barrier, init_distributed, is_main, local_rank
-from .evaluate import autocast, metrics_of, predict, vote
+from .evaluate import metrics_of, predict, vote
 from .optim import build_optimizer, build_scheduler
 from .rundir import environment, peak_memory, write_json
 
@@ -73,14 +75,7 @@ def evaluation_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 
 def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
-    missing, unexpected = [], []
-    try:
-        result = model.load_state_dict(weights, strict=False)
-        missing, unexpected = result.missing_keys, result.unexpected_keys
-    except RuntimeError as exc:  # shape mismatches
-        raise ValueError(f"{path} does not fit the model: {str(exc).splitlines()[1].strip()}") from None
-    if missing or unexpected:
-        raise ValueError(f"{path} does not fit the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    load_state_dict_strict(model, weights, path)
 
 
 def _log_confusion(writer: Any, tag: str, matrix: np.ndarray, step: int) -> None:

@@ -1,0 +1,56 @@
+"""The one safe ``torch.load`` and the one strict state-dict loader (engine checkpoints and official files).
+
+``safe_load`` always uses ``weights_only=True``: tensors, plain containers and the few harmless types a caller
+allows explicitly (``allowed_globals``, e.g. ``argparse.Namespace`` for timm's ``CheckpointSaver`` files); a
+pickle that would run code is refused in one line naming the file. ``load_state_dict_strict`` loads every key
+or raises one ValueError listing the missing, unexpected and mis-shaped keys.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+StateDict = dict[str, torch.Tensor]
+
+
+def safe_load(path: str | os.PathLike, allowed_globals: Sequence[Any] = ()) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, with one-line errors naming ``path``."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"checkpoint {path} does not exist (or is not a file)")
+    try:
+        with torch.serialization.safe_globals(list(allowed_globals)):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError, RuntimeError, EOFError ... depending on the payload
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        raise ValueError(
+            f"{path} cannot be loaded as plain weights (weights_only=True refused it: {first}); "
+            "it is corrupt, truncated or holds objects that would run code"
+        ) from None
+
+
+def load_state_dict_strict(model: nn.Module, state_dict: StateDict, source: str | os.PathLike) -> None:
+    """Load strictly, or raise one ValueError naming ``source`` and listing missing, unexpected and
+    mis-shaped keys."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    shapes = sorted(
+        f"{k} {list(state_dict[k].shape)} vs {list(own[k].shape)}"
+        for k in set(own) & set(state_dict)
+        if state_dict[k].shape != own[k].shape
+    )
+    if missing or unexpected or shapes:
+        parts = [
+            f"{name} ({len(keys)}): {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
+            for name, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes))
+            if keys
+        ]
+        raise ValueError(f"{os.fspath(source)} does not fit {type(model).__name__}: " + "; ".join(parts))
+    model.load_state_dict(state_dict, strict=True)
