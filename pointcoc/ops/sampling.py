@@ -5,10 +5,8 @@ from __future__ import annotations
 import torch
 
 from ..utils.checks import check_count, check_point_set
-from ._backend import fps_backend, pytorch3d_ops, triton_fps
-
-# Starting value of the running minimum distance, as in pointnet2_ops and the official torch loop.
-INITIAL_DISTANCE = 1e10
+from .backends import fps_backend, pytorch3d_ops, triton_fps
+from .constants import INITIAL_DISTANCE
 
 
 # torch.compile would unroll the sample loop num_samples times (minutes of tracing at 512 samples); the
