@@ -24,10 +24,11 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.model_bench import benchmark_model
 from benchmarks.models_vs_naive import compare_model
-from pointcoc.bench import MIB, benchmark_model, describe_machine, interleaved_times, machine_info
 from pointcoc.ops import backends, farthest_point_sample
 from pointcoc.ops.reference import farthest_point_sample_official
+from pointcoc.utils.measure import MIB, describe_machine, interleaved_times, machine_info
 
 FPS_SHAPES = [(32, 1024, 3, 512), (8, 8192, 3, 2048), (2, 100_000, 3, 4096), (32, 3136, 5, 64)]
 COC_TINY_INFER_TARGET = 5000.0  # images/s, bf16, batch 128, H100

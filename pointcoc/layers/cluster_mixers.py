@@ -35,6 +35,9 @@ class ClusterMixer(nn.Module):
     Set ``record_assignment = True`` to keep the last forward's :class:`ClusterResult` (assignment and
     similarity, heads folded into the batch as ``(batch, head, region)``) in ``last_result`` for
     visualisation, without recomputing the clustering.
+
+    ``cluster_op`` is the operator the mixer calls: :func:`pointcoc.cluster.context_cluster`, or any function
+    of the same signature (benchmarks set :func:`pointcoc.cluster.reference.context_cluster_naive`).
     """
 
     def __init__(self, heads: int, head_dim: int) -> None:
@@ -45,9 +48,10 @@ class ClusterMixer(nn.Module):
         self.sim_beta = nn.Parameter(torch.zeros(1))
         self.record_assignment = False
         self.last_result: ClusterResult | None = None
+        self.cluster_op = context_cluster
 
     def cluster(self, points, values, centers, value_centers) -> torch.Tensor:
-        result = context_cluster(points, values, centers, value_centers, self.sim_alpha, self.sim_beta)
+        result = self.cluster_op(points, values, centers, value_centers, self.sim_alpha, self.sim_beta)
         if self.record_assignment:
             self.last_result = ClusterResult(
                 result.out.detach(), result.assignment, result.similarity.detach()

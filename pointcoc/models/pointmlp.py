@@ -78,7 +78,8 @@ class LocalGrouper(nn.Module):
     """FPS anchors + kNN groups, with PointMLP's geometric affine normalisation.
 
     Returns the anchors ``[B, S, 3]`` and grouped features ``[B, S, K, 2C (+3)]``: the normalised
-    neighbours concatenated with the anchor's own features.
+    neighbours concatenated with the anchor's own features. ``fps_op`` samples the anchors:
+    :func:`pointcoc.ops.farthest_point_sample`, or any function of its ``(points, num_samples)`` form.
     """
 
     def __init__(self, channels: int, samples: int, k: int, use_xyz: bool, normalize: str | None) -> None:
@@ -86,6 +87,7 @@ class LocalGrouper(nn.Module):
         if normalize not in (None, "center", "anchor"):
             raise ValueError(f"normalize must be 'center', 'anchor' or None, got {normalize!r}")
         self.samples, self.k, self.use_xyz, self.normalize = samples, k, use_xyz, normalize
+        self.fps_op = farthest_point_sample
         # set by PointMLP.capture_clusters: keep the last forward's (anchor_idx [B, S], neighbours [B, S, K])
         self.record_indices = False
         self.last_indices: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -95,7 +97,7 @@ class LocalGrouper(nn.Module):
             self.affine_beta = nn.Parameter(torch.zeros(1, 1, 1, width))
 
     def forward(self, xyz: torch.Tensor, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        anchor_idx = farthest_point_sample(xyz, self.samples)
+        anchor_idx = self.fps_op(xyz, self.samples)
         anchor_xyz = gather_points(xyz, anchor_idx)
         neighbours = knn_points(anchor_xyz, xyz, self.k)
         if self.record_indices:

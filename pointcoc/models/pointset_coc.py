@@ -15,7 +15,7 @@ Layout as in :mod:`.pointmlp`: channels-last, so pointwise layers are ``Linear``
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -57,13 +57,15 @@ class SetClusterBlock(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-def spatial_groups(xyz: torch.Tensor, centers: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Farthest-point anchors ``[B, centers]`` and their groups ``[B, centers, N // centers]``: each anchor's
-    nearest points, itself included (indices into ``xyz``).
+def spatial_groups(
+    xyz: torch.Tensor, centers: int, fps: Callable[[torch.Tensor, int], torch.Tensor] = farthest_point_sample
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Farthest-point anchors ``[B, centers]`` (sampled by ``fps``) and their groups ``[B, centers,
+    N // centers]``: each anchor's nearest points, itself included (indices into ``xyz``).
 
     The groups cover the cloud roughly evenly, as the image model's pooling windows tile the grid.
     """
-    anchor_idx = farthest_point_sample(xyz, centers)
+    anchor_idx = fps(xyz, centers)
     return anchor_idx, knn_points(gather_points(xyz, anchor_idx), xyz, max(1, xyz.shape[1] // centers))
 
 
@@ -81,7 +83,8 @@ class PointSetCoC(PointClassifier):
     """Point-set Context Cluster classifier. Input: xyz ``[B, N, 3]`` (``"BCN"``: ``[B, 3, N]``), any ``N``.
 
     ``dims``, ``depths``, ``centers``, ``heads`` and ``head_dims`` give one value per stage; ``centers`` must
-    not exceed the number of points.
+    not exceed the number of points. ``fps_op`` samples the anchors:
+    :func:`pointcoc.ops.farthest_point_sample`, or any function of its ``(points, num_samples)`` form.
     """
 
     family = "pointset_coc"
@@ -111,6 +114,7 @@ class PointSetCoC(PointClassifier):
         if min(centers) < 1:
             raise ValueError(f"centers must be positive, got {list(centers)}")
         self.centers = list(centers)
+        self.fps_op = farthest_point_sample
         self._captured: dict[int, SetStageClusters] | None = None  # filled inside capture_clusters()
 
         self.transform = InputTransform(activation) if input_transform else None
@@ -149,7 +153,7 @@ class PointSetCoC(PointClassifier):
         # The groups come from the input cloud: a learned alignment changes the features, not the centers.
         feats = self.embed(xyz if self.transform is None else self.transform(xyz))
         for s, (centers, transition, blocks) in enumerate(zip(self.centers, self.transitions, self.stages)):
-            anchor_idx, groups = spatial_groups(xyz, centers)
+            anchor_idx, groups = spatial_groups(xyz, centers, self.fps_op)
             feats = transition(feats)
             for block in blocks:
                 feats = block(feats, groups)
