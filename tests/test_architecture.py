@@ -1,0 +1,166 @@
+"""The package's layers (docs/architecture.md): every module of ``pointcoc`` imports only from its own package
+and the layers below it, function-level imports included, and the point-set ops import one another without a
+circle. Read from the source (ast), so nothing is imported and a lazy upward import is caught too."""
+
+from __future__ import annotations
+
+import ast
+import pkgutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import pointcoc
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = Path(pointcoc.__file__).resolve().parent
+
+# Layer of each subpackage of pointcoc, lowest first; a module may import its own package and any package of
+# a lower layer. The root ``pointcoc`` re-exports the model registry, so importing it counts as importing
+# ``models``. compat (official constructors and checkpoints for our models) sits beside data: both use at
+# most the models, and the engine, which reads data and may load official weights, sits above them.
+LAYERS: dict[str, int] = {
+    "utils": 0,
+    "ops": 1,
+    "cluster": 1,
+    "layers": 2,
+    "models": 3,
+    "compat": 4,
+    "data": 4,
+    "engine": 5,
+    "viz": 6,
+}
+ROOT_LAYER = LAYERS["models"]
+
+
+def modules(path: Path = PACKAGE, prefix: str = "pointcoc.") -> Iterator[tuple[str, Path, bool]]:
+    """(dotted name, file, is a package) of every module under ``path``, found without importing any."""
+    for info in pkgutil.iter_modules([str(path)], prefix):
+        leaf = info.name.rsplit(".", 1)[-1]
+        if info.ispkg:
+            yield info.name, path / leaf / "__init__.py", True
+            yield from modules(path / leaf, info.name + ".")
+        else:
+            yield info.name, path / f"{leaf}.py", False
+
+
+ALL = list(modules())
+KNOWN = {name for name, _, _ in ALL} | {"pointcoc"}
+
+
+def imported(name: str, file: Path, is_package: bool, top_level_only: bool = False) -> set[str]:
+    """Absolute names of the pointcoc modules (or packages) that ``file`` imports, relative imports resolved;
+    every import in the file, or only those run when the module is imported (``top_level_only``)."""
+    tree = ast.parse(file.read_text(), str(file))
+    nodes = ast.iter_child_nodes(tree) if top_level_only else ast.walk(tree)
+    package = name if is_package else name.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            # `from pkg import sub` may name a submodule: keep both, unknown names are filtered below
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+        elif _is_import_module_call(node):
+            found.add(node.args[0].value)
+    return {m for m in found if m in KNOWN and m != name}
+
+
+def _is_import_module_call(node: ast.AST) -> bool:
+    """``importlib.import_module("pointcoc....")``: a lazy import by name (the ops' optional kernels)."""
+    return (
+        isinstance(node, ast.Call)
+        and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
+        and len(node.args) == 1
+        and isinstance(node.args[0], ast.Constant)
+        and str(node.args[0].value).startswith("pointcoc")
+    )
+
+
+def layer(module: str) -> tuple[str, int]:
+    """(package, layer) of a pointcoc module; the root package counts as the models it re-exports."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return "pointcoc", ROOT_LAYER
+    if parts[1] not in LAYERS:
+        pytest.fail(
+            f"{module} belongs to no layer: add its package to LAYERS here and to docs/architecture.md"
+        )
+    return parts[1], LAYERS[parts[1]]
+
+
+def test_every_subpackage_has_a_layer():
+    packages = {name.split(".")[1] for name, _, _ in ALL}
+    assert packages == set(LAYERS), "update LAYERS and docs/architecture.md"
+
+
+def _package_param(package: str):
+    if package == "engine":
+        return pytest.param(
+            package, marks=pytest.mark.xfail(strict=False, reason="until the engine callback lands")
+        )
+    return package
+
+
+@pytest.mark.parametrize("package", [_package_param(p) for p in LAYERS])
+def test_package_imports_only_its_own_and_lower_layers(package):
+    upward = []
+    for name, file, is_package in ALL:
+        if name.split(".")[1] != package:
+            continue
+        own = LAYERS[package]
+        for target in sorted(imported(name, file, is_package)):
+            target_package, target_layer = layer(target)
+            if target_package != package and target_layer >= own:
+                upward.append(f"{name} imports {target} (layer {target_layer} >= {own})")
+    assert not upward, "upward imports:\n" + "\n".join(upward)
+
+
+def test_engine_import_loads_no_viz_module():
+    code = "import pointcoc.engine, sys; assert not any(m.startswith('pointcoc.viz') for m in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` (module -> modules it imports), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt) :] + [nxt] if nxt in path else [node, nxt]
+            if nxt not in state:
+                found = visit(nxt, path + [nxt])
+                if found:
+                    return found
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state:
+            found = visit(start, [start])
+            if found:
+                return found
+    return None
+
+
+def test_ops_modules_import_one_another_without_a_circle():
+    # a lazy import still runs on first use, so function-level imports count here too
+    ops = {name: (file, pkg) for name, file, pkg in ALL if name.startswith("pointcoc.ops.")}
+    graph = {name: imported(name, file, pkg) & set(ops) for name, (file, pkg) in ops.items()}
+    assert _cycle(graph) is None, " -> ".join(_cycle(graph))
+
+
+def test_cycle_finder_finds_a_circle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
