@@ -51,14 +51,12 @@ ALL = list(modules())
 KNOWN = {name for name, _, _ in ALL} | {"pointcoc"}
 
 
-def imported(name: str, file: Path, is_package: bool, top_level_only: bool = False) -> set[str]:
-    """Absolute names of the pointcoc modules (or packages) that ``file`` imports, relative imports resolved;
-    every import in the file, or only those run when the module is imported (``top_level_only``)."""
-    tree = ast.parse(file.read_text(), str(file))
-    nodes = ast.iter_child_nodes(tree) if top_level_only else ast.walk(tree)
+def imported(name: str, file: Path, is_package: bool) -> set[str]:
+    """Absolute names of the pointcoc modules (or packages) that ``file`` imports anywhere in it, relative
+    imports resolved."""
     package = name if is_package else name.rsplit(".", 1)[0]
     found: set[str] = set()
-    for node in nodes:
+    for node in ast.walk(ast.parse(file.read_text(), str(file))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -159,6 +157,21 @@ def test_ops_modules_import_one_another_without_a_circle():
     ops = {name: (file, pkg) for name, file, pkg in ALL if name.startswith("pointcoc.ops.")}
     graph = {name: imported(name, file, pkg) & set(ops) for name, (file, pkg) in ops.items()}
     assert _cycle(graph) is None, " -> ".join(_cycle(graph))
+
+
+def test_import_reader_sees_relative_lazy_and_by_name_imports(tmp_path):
+    source = tmp_path / "fake.py"
+    source.write_text(
+        "import torch\nfrom ..utils import checks\nfrom . import trainer\n"
+        "def later():\n    from ..viz.tensorboard import ClusterPictures\n"
+        "    importlib.import_module('pointcoc.ops.triton_fps')\n"
+    )
+    found = imported("pointcoc.engine.fake", source, is_package=False)
+    assert found == {
+        "pointcoc.utils", "pointcoc.utils.checks", "pointcoc.engine", "pointcoc.engine.trainer",
+        "pointcoc.viz.tensorboard", "pointcoc.ops.triton_fps",
+    }  # fmt: skip
+    assert layer("pointcoc.viz.tensorboard") == ("viz", 6) and layer("pointcoc") == ("pointcoc", 3)
 
 
 def test_cycle_finder_finds_a_circle():
