@@ -1,6 +1,7 @@
+"""Two gloo processes, started as torchrun starts workers, train to what one process trains."""
+
 import json
 import os
-import socket
 
 import torch
 import torch.multiprocessing as mp
@@ -11,15 +12,10 @@ from pointcoc.engine.checkpoint import load_checkpoint
 from pointcoc.engine.trainer import train
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _worker(rank: int, world: int, port: int, out: str) -> None:
+    # As under torchrun, whose agent hosts the store: every rank joins it as a client.
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))  # fmt: skip
+                      LOCAL_RANK=str(rank), TORCHELASTIC_USE_AGENT_STORE="True")  # fmt: skip
     torch.set_num_threads(1)
     try:
         train(tiny_image_config(), out)
@@ -29,7 +25,10 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
 
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_path):
     one = train(tiny_image_config(), tmp_path / "one")
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path / "two")), nprocs=2, join=True)
+    # The store listens before the workers start, on a port the kernel picked for it: no port is chosen,
+    # released and bound again later, which another process could take in between (longer under load).
+    store = torch.distributed.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
+    mp.spawn(_worker, args=(2, store.port, str(tmp_path / "two")), nprocs=2, join=True)
     a = load_checkpoint(tmp_path / "one" / "checkpoint_last.pt")
     b = load_checkpoint(tmp_path / "two" / "checkpoint_last.pt")
     assert abs(a["history"][0]["loss"] - b["history"][0]["loss"]) < 1e-5  # the loss reduced across ranks
