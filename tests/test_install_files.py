@@ -1,5 +1,5 @@
-"""The install files say what the README promises: a CUDA conda environment that resolves to a current torch
-(no retired channels, no pytorch-cuda pin, no test-only extras) with the same torch floor as pyproject.toml."""
+"""The install files say what the README promises: a CUDA conda environment that resolves to a current
+torch (no retired channels, no pytorch-cuda pin, no test-only extras), with pyproject.toml's torch floor."""
 
 from __future__ import annotations
 
