@@ -50,6 +50,8 @@ def build_dataset(
     sets, to :func:`train_transform` when prefixed ``aug_`` (``aug_jitter=0.01``, ``aug_rotate_axis=1``).
     Image folders read ``root/split`` when it exists, else ``root``.
     """
+    if name not in dataset_names():
+        raise ValueError(f"unknown dataset {name!r} (data.name); choose from {', '.join(dataset_names())}")
     augment = split == "train" if augment is None else augment
     if name in POINT_DATASETS or name == "procedural":
         aug = {k[4:]: kwargs.pop(k) for k in list(kwargs) if k.startswith("aug_")}
@@ -58,18 +60,18 @@ def build_dataset(
         if name == "procedural":
             return ProceduralShapes(split, num_points, transform, **kwargs)
         if root is None:
-            raise ValueError(f"dataset {name!r} needs a root folder")
+            raise ValueError(f"dataset {name!r} needs a root folder (data.root)")
+        if POINT_DATASETS[name] is ModelNetH5:
+            kwargs.setdefault("dataset", name)
         return POINT_DATASETS[name](root, split=split, num_points=num_points, transform=transform, **kwargs)
     if name == "digits":
         return Digits(split, **kwargs)
     if root is None:
-        raise ValueError(f"dataset {name!r} needs a root folder")
+        raise ValueError(f"dataset {name!r} needs a root folder (data.root)")
     if name == "mnist":
         return MNIST(root, split, **kwargs)
-    if name == "imagefolder":
-        folder = Path(root) / split
-        return ImageFolder(folder if folder.is_dir() else root, train=augment, **kwargs)
-    raise ValueError(f"unknown dataset {name!r}; choose from {dataset_names()}")
+    folder = Path(root) / split  # imagefolder, the one name left
+    return ImageFolder(folder if folder.is_dir() else root, train=augment, **kwargs)
 
 
 def build_loader(
