@@ -6,8 +6,8 @@ from test_engine_helpers import tiny_point_config
 
 import main
 from pointcoc.engine import checkpoint as ckpt
+from pointcoc.engine import evaluate_checkpoint, train
 from pointcoc.engine.checkpoint import load_checkpoint, save_atomic
-from pointcoc.engine.trainer import evaluate_checkpoint, train
 
 
 def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):

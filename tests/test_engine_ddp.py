@@ -33,8 +33,8 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     a = load_checkpoint(tmp_path / "one" / "checkpoint_last.pt")
     b = load_checkpoint(tmp_path / "two" / "checkpoint_last.pt")
     assert abs(a["history"][0]["loss"] - b["history"][0]["loss"]) < 1e-5  # the loss reduced across ranks
-    torch.manual_seed(tiny_image_config()["seed"])  # the initial weights, as the trainer draws them
-    init = pointcoc.create_model("coc_tiny", num_classes=10, **tiny_image_config()["model"]["kwargs"])
+    torch.manual_seed(tiny_image_config().seed)  # the initial weights, as the trainer draws them
+    init = pointcoc.create_model("coc_tiny", num_classes=10, **tiny_image_config().model.kwargs)
     moved = max((a["model"][k] - v).abs().max().item() for k, v in init.state_dict().items())
     assert moved > 1e-2  # training changed the weights, so agreeing after it means something
     for key, value in a["model"].items():
