@@ -36,6 +36,8 @@ class TrainState:
         self.best: dict[str, Any] | None = None  # {"epoch", "metrics"} of the best validation OA so far
         self.history: list[dict[str, Any]] = []
         self.train_seconds = 0.0
+        # the evaluation weights of the best epoch, for the final test (on disk: checkpoint_best.pt)
+        self.best_weights: dict[str, torch.Tensor] = {}
 
     @property
     def eval_model(self) -> nn.Module:
@@ -45,6 +47,15 @@ class TrainState:
     @property
     def lr(self) -> float:
         return self.scheduler.get_last_lr()[0]
+
+    def select(self, epoch: int, val: dict[str, Any]) -> bool:
+        """Keep ``val`` (validation metrics of ``epoch``) and a copy of the evaluation weights when its OA
+        beats the best so far; returns whether it did."""
+        if self.best is not None and val["oa"] <= self.best["metrics"]["oa"]:
+            return False
+        self.best = {"epoch": epoch, "metrics": val}
+        self.best_weights = {k: v.detach().clone() for k, v in self.eval_model.state_dict().items()}
+        return True
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -18,12 +18,14 @@ from .build import build_model, evaluation_weights, run_model_cfg, setup_process
 from .callbacks import Callback, RunContext, TensorBoardLog
 from .checkpoint import check_compatible, load_checkpoint, save_atomic
 from .config import RunConfig, TrainConfig, save_config
-from .data import BatchPrep, build_run_data, soft_cross_entropy
+from .data import BatchPrep, RunData, build_run_data, soft_cross_entropy
 from .distributed import Dist, all_reduce_sum, barrier, is_main
 from .evaluate import EvalContext, evaluate
 from .loaders import make_loader
 from .rundir import environment, peak_memory, write_json
 from .state import TrainState
+
+LAST, BEST = "checkpoint_last.pt", "checkpoint_best.pt"
 
 
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:
@@ -81,36 +83,21 @@ def train(
     start = time.perf_counter()
     device, dist = setup_process(config)
     out = Path(out)
-    last_path, best_path = out / "checkpoint_last.pt", out / "checkpoint_best.pt"
     saved = _previous_run(config, out, resume)
-    if config.train.batch_size % dist.world:
-        raise ValueError(f"train.batch_size {config.train.batch_size} is not divisible by the "
-                         f"{dist.world} processes")  # fmt: skip
-
     run_data = build_run_data(config.data)
     prep = BatchPrep(run_data, config.data, config.train.label_smoothing, device)
-    loader = make_loader(run_data.train, config.train.batch_size, device=device, dist=dist,
-                         num_workers=config.data.num_workers, shuffle_seed=config.seed)  # fmt: skip
-    if len(loader) == 0:
-        raise ValueError(
-            f"{len(run_data.train)} training samples make no full batch of {config.train.batch_size}"
-        )
-    torch.manual_seed(config.seed)
-    model = build_model(config, len(run_data.classes), run_data.input_kind).to(device)
-    if config.runtime.sync_bn and dist.world > 1 and device.type == "cuda":
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    state = TrainState(model, config.train, len(loader), device)
-    best_weights: dict[str, torch.Tensor] = {}
+    loader = _train_loader(config, run_data, device, dist)
+    state = _fresh_state(config, run_data, len(loader), device, dist)
     if saved is not None:
         state.load_state_dict(saved)
         # every rank reads it: resuming assumes the run directory is shared, as checkpoint_last.pt is
-        best_weights = evaluation_weights(load_checkpoint(best_path))
-    step_model = _step_model(model, config, device, dist)
+        state.best_weights = evaluation_weights(load_checkpoint(out / BEST))
+    step_model = _step_model(state.model, config, device, dist)
     ctx = EvalContext.of_run(config, prep, dist)
     about = {  # what a checkpoint holds besides the training state
         "config": config.to_dict(),
         "classes": run_data.classes,
-        "model_cfg": run_model_cfg(model.model_cfg, config, run_data.eval_input_size()).to_dict(),
+        "model_cfg": run_model_cfg(state.model.model_cfg, config, run_data.eval_input_size()).to_dict(),
     }
     main = is_main()
     hooks: list[Callback] = [TensorBoardLog(), *callbacks] if main else []
@@ -126,33 +113,25 @@ def train(
         desc = f"epoch {epoch + 1}/{epochs}" if main and config.runtime.progress else None
         record = {"epoch": epoch + 1, **train_one_epoch(state, step_model, loader, prep, config.train, desc)}
         state.train_seconds += time.perf_counter() - t0
-        metrics, improved = dict(record), False
+        metrics, improved = record, False
         if epoch + 1 == epochs or (epoch + 1) % config.train.eval_every == 0:
             val, matrix = evaluate(state.eval_model, run_data.val, ctx, run_data.classes)
             record.update(val_oa=val["oa"], val_macc=val["macc"], val=val)
             metrics = {**record, "val_confusion": matrix}
-            improved = state.best is None or val["oa"] > state.best["metrics"]["oa"]
-            if improved:
-                state.best = {"epoch": epoch + 1, "metrics": val}
-                best_weights = {k: v.detach().clone() for k, v in state.eval_model.state_dict().items()}
+            improved = state.select(epoch + 1, val)
         state.history.append(record)
         state.epoch = epoch + 1
         if main:
             if improved:
-                save_atomic({**state.state_dict(), **about}, best_path)
+                save_atomic({**state.state_dict(), **about}, out / BEST)
             tqdm.write(_epoch_line(record, epochs, time.perf_counter() - t0))
             for hook in hooks:
                 hook.on_epoch_end(epoch + 1, state, metrics)
-            save_atomic({**state.state_dict(), **about}, last_path)
+            save_atomic({**state.state_dict(), **about}, out / LAST)
         barrier()
 
     t_test = time.perf_counter()
-    metrics = _selection(state)
-    test_confusion = None
-    if run_data.test is not None:
-        # the one evaluation of the test split: the best-on-validation weights
-        state.eval_model.load_state_dict(best_weights)
-        metrics["test"], test_confusion = evaluate(state.eval_model, run_data.test, ctx, run_data.classes)
+    metrics, test_confusion = _test(state, run_data, ctx)
     metrics["timing"] = {
         "train_s": state.train_seconds,
         "test_s": time.perf_counter() - t_test,
@@ -171,9 +150,51 @@ def train(
     return metrics
 
 
+def _train_loader(config: RunConfig, run_data: RunData, device: torch.device, dist: Dist) -> DataLoader:
+    batch = config.train.batch_size
+    if batch % dist.world:
+        raise ValueError(f"train.batch_size {batch} is not divisible by the {dist.world} processes")
+    loader = make_loader(run_data.train, batch, device=device, num_workers=config.data.num_workers,
+                         dist=dist, shuffle_seed=config.seed)  # fmt: skip
+    if len(loader) == 0:
+        raise ValueError(f"{len(run_data.train)} training samples make no full batch of {batch}")
+    return loader
+
+
+def _fresh_state(
+    config: RunConfig, run_data: RunData, steps_per_epoch: int, device: torch.device, dist: Dist
+) -> TrainState:
+    """The model's initial weights are drawn from ``seed`` alone (the same on every rank)."""
+    torch.manual_seed(config.seed)
+    model = build_model(config, len(run_data.classes), run_data.input_kind).to(device)
+    if config.runtime.sync_bn and dist.world > 1 and device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return TrainState(model, config.train, steps_per_epoch, device)
+
+
+def _test(state: TrainState, run_data: RunData, ctx: EvalContext) -> tuple[dict[str, Any], Any]:
+    """The validation summary and selection, and the one evaluation of the test split with the
+    best-on-validation weights (its confusion matrix, or None without a test split)."""
+    assert state.best is not None  # the last epoch is always validated
+    metrics: dict[str, Any] = {
+        "val": {"last": state.history[-1]["val"], "best": state.best["metrics"]},
+        "selection": {
+            "best_epoch": state.best["epoch"],
+            "last_epoch": state.epoch,
+            "criterion": "val oa",
+            "test_model": "best",
+        },
+    }
+    if run_data.test is None:
+        return metrics, None
+    state.eval_model.load_state_dict(state.best_weights)
+    metrics["test"], matrix = evaluate(state.eval_model, run_data.test, ctx, run_data.classes)
+    return metrics, matrix
+
+
 def _previous_run(config: RunConfig, out: Path, resume: bool) -> dict[str, Any] | None:
     """The checkpoint a resumed run continues from (checked against ``config``); never overwrites a run."""
-    last_path = out / "checkpoint_last.pt"
+    last_path = out / LAST
     if resume and not last_path.is_file():
         raise ValueError(f"--resume: {last_path} does not exist")
     if not resume:
@@ -213,16 +234,3 @@ def _epoch_line(record: dict[str, Any], epochs: int, seconds: float) -> str:
     val = f"  val oa {record['val_oa']:.3f}" if "val_oa" in record else ""
     return (f"epoch {record['epoch']}/{epochs}  loss {record['loss']:.4f}  train acc {record['acc']:.3f}"
             f"{val}  lr {record['lr']:.2e}  {seconds:.1f}s")  # fmt: skip
-
-
-def _selection(state: TrainState) -> dict[str, Any]:
-    assert state.best is not None  # the last epoch is always validated
-    return {
-        "val": {"last": state.history[-1]["val"], "best": state.best["metrics"]},
-        "selection": {
-            "best_epoch": state.best["epoch"],
-            "last_epoch": state.epoch,
-            "criterion": "val oa",
-            "test_model": "best",
-        },
-    }
