@@ -104,13 +104,15 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> RunConfig:
         """Defaults <- ``data`` (keys it leaves out keep their defaults; unknown keys are refused), checked
-        and converted. ``source`` names where ``data`` came from in errors about unknown keys."""
+        and converted. Errors start with ``source``, where ``data`` came from."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: expected a mapping of config keys, got {type(data).__name__}")
         merged = defaults()
         try:
             _merge(merged, data)
+            return _convert_section(cls, merged, "")
         except ValueError as exc:
             raise ValueError(f"{source}: {exc}") from None
-        return _convert_section(cls, merged, "")
 
 
 # Keys that may change between a checkpoint and the run resuming from it.

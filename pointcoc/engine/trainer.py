@@ -113,7 +113,7 @@ def train(
         desc = f"epoch {epoch + 1}/{epochs}" if main and config.runtime.progress else None
         record = {"epoch": epoch + 1, **train_one_epoch(state, step_model, loader, prep, config.train, desc)}
         state.train_seconds += time.perf_counter() - t0
-        metrics, improved = record, False
+        metrics, improved = dict(record), False
         if epoch + 1 == epochs or (epoch + 1) % config.train.eval_every == 0:
             val, matrix = evaluate(state.eval_model, run_data.val, ctx, run_data.classes)
             record.update(val_oa=val["oa"], val_macc=val["macc"], val=val)
