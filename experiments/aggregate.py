@@ -329,7 +329,7 @@ def write(
     rows = []
     for name in dict.fromkeys(r.row.name for r in runs):  # the rows, in table order
         mine = [r for r in runs if r.row.name == name]
-        model = mine[0].config["model"]["name"]
+        model = mine[0].config.model.name
         seeds = tuple(collect(r) for r in mine)
         rows.append(RowResult(name, model, seeds, mine[0].row.published, costs.get(name)))
     md, csv_text = render(Layout(table, figure_columns(table, runs)), rows, command)

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from pointcoc.engine.config import RESUMABLE_CHANGES, differences
+from pointcoc.engine.config import RESUMABLE_CHANGES, RunConfig, differences
 from pointcoc.engine.rundir import write_json
 
 from .tables import Row, Table, has_test, resolve, run_overrides
@@ -47,7 +47,7 @@ class SeedRun:
     seed: int
     path: Path
     overrides: tuple[str, ...]  # the --set items of this run
-    config: dict[str, Any]  # what they resolve to
+    config: RunConfig  # what they resolve to
 
     @property
     def votes_path(self) -> Path:
@@ -95,7 +95,8 @@ class SeedRun:
         saved = self.path / "config.yaml"
         if not saved.is_file():
             return
-        diff = differences(yaml.safe_load(saved.read_text()), self.config, ignore=RESUMABLE_CHANGES)
+        old = RunConfig.from_dict(yaml.safe_load(saved.read_text()) or {}, source=str(saved)).to_dict()
+        diff = differences(old, self.config.to_dict(), ignore=RESUMABLE_CHANGES)
         if diff:
             raise ValueError(
                 f"{self.path} holds a run of another config ({'; '.join(diff[:3])}); delete it or choose "
@@ -115,14 +116,14 @@ def plan(
     return runs
 
 
-def engine_command(config: dict[str, Any], args: list[str]) -> list[str]:
+def engine_command(config: RunConfig, args: list[str]) -> list[str]:
     """``main.py ARGS``, through torchrun with one process per GPU when the run is on CUDA and several are
     visible (the engine keeps the global batch, so the result does not depend on the GPU count)."""
     import torch
 
-    from pointcoc.engine.trainer import resolve_device
+    from pointcoc.engine.build import resolve_device
 
-    device = resolve_device(str(config["device"]))
+    device = resolve_device(config.device)
     gpus = torch.cuda.device_count() if device.type == "cuda" and device.index is None else 1
     if gpus > 1:
         return [

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from pointcoc.engine.config import load_config, parse_value
+from pointcoc.engine.config import RunConfig, load_config, parse_value
 
 TABLES_DIR = Path(__file__).resolve().parent / "tables"
 TABLE_FILE = "table.yaml"
@@ -163,7 +163,7 @@ def _cli_value(value: Any) -> str:
     return json.dumps(value)
 
 
-def resolve(row: Row, overrides: list[str]) -> dict[str, Any]:
+def resolve(row: Row, overrides: list[str]) -> RunConfig:
     """The config a run of ``row`` trains with."""
     try:
         return load_config(row.config, overrides)
@@ -171,7 +171,6 @@ def resolve(row: Row, overrides: list[str]) -> dict[str, Any]:
         raise ValueError(f"row {row.name!r} ({row.config}): {exc}") from None
 
 
-def has_test(config: dict[str, Any]) -> bool:
+def has_test(config: RunConfig) -> bool:
     """Whether a run of ``config`` evaluates a test split (the engine's rule in build_run_data)."""
-    data = config["data"]
-    return data["split"] is not None or float(data["test_fraction"]) > 0
+    return config.data.split is not None or config.data.test_fraction > 0

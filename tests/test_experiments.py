@@ -118,9 +118,9 @@ def fake_launcher(monkeypatch, result=(0, "ok", 1.0), write=None):
 def test_runner_skips_finished_resumes_killed_and_starts_missing_seeds(tmp_path, monkeypatch):
     finished, killed, fresh = plan(tmp_path, seed_list=(0, 1, 2))
     write_json(finished.path / "metrics.json", finished_metrics(0.9))
-    (finished.path / "config.yaml").write_text(yaml.safe_dump(finished.config))
+    (finished.path / "config.yaml").write_text(yaml.safe_dump(finished.config.to_dict()))
     touch(killed.path / "checkpoint_last.pt")
-    (killed.path / "config.yaml").write_text(yaml.safe_dump(killed.config))
+    (killed.path / "config.yaml").write_text(yaml.safe_dump(killed.config.to_dict()))
 
     def engine(command):  # what a successful `main.py train` leaves behind
         out = command[command.index("--out") + 1]
@@ -147,7 +147,8 @@ def test_runner_records_a_failure_and_refuses_a_run_of_another_config(tmp_path, 
     assert seeds.train(failing) is False and "metrics.json is missing" in failing.state()[1]
 
     write_json(other.path / "metrics.json", finished_metrics(0.9))
-    changed = dict(other.config, train=dict(other.config["train"], epochs=7))
+    changed = other.config.to_dict()
+    changed["train"]["epochs"] = 7
     (other.path / "config.yaml").write_text(yaml.safe_dump(changed))
     with pytest.raises(ValueError, match="another config .*train.epochs: 7 -> 1"):
         seeds.train(other)

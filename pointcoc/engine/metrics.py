@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import confusion_matrix
 
 
 def confusion(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
-    return confusion_matrix(labels, predictions, labels=np.arange(num_classes))
+    """``[K, K]`` counts, ``[true, predicted]``: the counting itself (scikit-learn's costs 2 s of import)."""
+    pairs = np.asarray(labels, np.int64) * num_classes + np.asarray(predictions, np.int64)
+    return np.bincount(pairs, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
 def summarize(matrix: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:

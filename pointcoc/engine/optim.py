@@ -8,6 +8,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from .config import TrainConfig
+
 _NO_DECAY_NAMES = ("sim_alpha", "sim_beta")  # the clustering similarity's scale and shift
 
 
@@ -28,33 +30,28 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def base_lr(train: dict[str, Any]) -> float:
-    ref = train.get("lr_reference_batch")
-    return float(train["lr"]) * (train["batch_size"] / ref if ref else 1.0)
+def base_lr(train: TrainConfig) -> float:
+    ref = train.lr_reference_batch
+    return train.lr * (train.batch_size / ref if ref else 1.0)
 
 
-def build_optimizer(model: nn.Module, train: dict[str, Any]) -> torch.optim.Optimizer:
-    groups = param_groups(model, float(train["weight_decay"]))
-    lr = base_lr(train)
-    name = str(train["optimizer"]).lower()
-    if name == "sgd":
-        return torch.optim.SGD(
-            groups, lr=lr, momentum=float(train["momentum"]), nesterov=bool(train["nesterov"])
-        )
-    if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=tuple(train["betas"]))
-    raise ValueError(f"train.optimizer must be 'sgd' or 'adamw', got {name!r}")
+def build_optimizer(model: nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
+    """SGD or AdamW (``train.optimizer``, checked when the config was loaded)."""
+    groups = param_groups(model, train.weight_decay)
+    if train.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=base_lr(train), momentum=train.momentum, nesterov=train.nesterov)
+    return torch.optim.AdamW(groups, lr=base_lr(train), betas=train.betas)
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, train: dict[str, Any], steps_per_epoch: int
+    optimizer: torch.optim.Optimizer, train: TrainConfig, steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-step schedule: linear warm-up from ``warmup_lr``, then cosine from the base lr to ``min_lr``."""
-    lr, min_lr, warm_lr = base_lr(train), float(train["min_lr"]), float(train["warmup_lr"])
+    lr, min_lr, warm_lr = base_lr(train), train.min_lr, train.warmup_lr
     if min_lr > lr:
         raise ValueError(f"train.min_lr ({min_lr:g}) is above the base lr ({lr:g}); lower train.min_lr")
-    warmup = int(round(float(train["warmup_epochs"]) * steps_per_epoch))
-    total = max(int(train["epochs"]) * steps_per_epoch, 1)
+    warmup = int(round(train.warmup_epochs * steps_per_epoch))
+    total = max(train.epochs * steps_per_epoch, 1)
 
     def factor(step: int) -> float:
         if step < warmup:

@@ -8,10 +8,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..data.image_augment import IMAGENET_MEAN, IMAGENET_STD, ImageRecipe
-from ..engine.checkpoint import load_checkpoint
-from ..engine.trainer import build_model, evaluation_weights, load_weights
-from ..models import ContextCluster, PointMLP, PointSetCoC, create_model, list_models
+from ..data.image_augment import IMAGENET_MEAN, IMAGENET_STD
+from ..engine.build import load_trained_model
+from ..models import ContextCluster, PointMLP, PointSetCoC, create_model
 
 TOP_K = 5
 POINT_CLUSTER_MODELS = (PointMLP, PointSetCoC)  # point models whose clusters can be drawn
@@ -55,23 +54,14 @@ def load_named_model(name: str, seed: int = 0) -> VizModel:
 
 def load_checkpoint_model(path: str | Path) -> VizModel:
     """The model a ``main.py train`` checkpoint holds (its EMA weights when the run kept them)."""
-    path = Path(path)
-    state = load_checkpoint(path)
-    config, classes = state["config"], state.get("classes")
-    if not classes:
-        raise ValueError(f"{path} holds no class names; use a checkpoint written by `main.py train`")
-    name, data = config["model"]["name"], config["data"]
-    is_points = name not in list_models(family="context_cluster")
-    model = _checked(build_model(config, len(classes), is_points), name)
-    load_weights(model, evaluation_weights(state), path)
-    if isinstance(model, POINT_CLUSTER_MODELS):
-        canonical = bool(dict(data["kwargs"]).get("canonical", False))
-        return VizModel(model, name, str(path), list(classes), model.num_points, canonical)
-    recipe = ImageRecipe(**dict(data["image_recipe"]))
-    return VizModel(
-        model, name, str(path), list(classes), image_size=recipe.image_size,
-        mean=tuple(recipe.mean), std=tuple(recipe.std),
-    )  # fmt: skip
+    trained = load_trained_model(path)
+    cfg, name = trained.model_cfg, trained.config.model.name
+    model = _checked(trained.model, name)
+    if cfg.is_points:
+        canonical = bool(trained.config.data.kwargs.get("canonical", False))
+        return VizModel(model, name, str(path), trained.classes, cfg.num_points, canonical)
+    return VizModel(model, name, str(path), trained.classes, image_size=cfg.image_size, mean=cfg.mean,
+                    std=cfg.std)  # fmt: skip
 
 
 def top_predictions(

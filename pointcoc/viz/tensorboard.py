@@ -7,14 +7,13 @@ clouds one view per stage coloured by kNN group.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.utils.data import Dataset
 
+from ..engine import Callback, RunContext, TrainState
 from ..models import ContextCluster, PointMLP, PointSetCoC
 from .image_clusters import block_counts, display_side, image_clusters, render_image_clusters
 from .loading import POINT_CLUSTER_MODELS
@@ -31,20 +30,28 @@ def has_clusters(model: nn.Module) -> bool:
     return isinstance(model, (ContextCluster, *POINT_CLUSTER_MODELS))
 
 
-class ClusterPictures:
-    """Pictures of the first ``count`` samples of ``dataset``, due on epoch 1, every ``every`` epochs and
-    on the last; ``to_input`` turns a batch of one dataset item into the model's input on its device.
-    Only for models that :func:`has_clusters`."""
+class ClusterPictures(Callback):
+    """Training callback: pictures of the first ``count`` validation samples, due on epoch 1, every
+    ``every`` epochs and on the last. Logs nothing for models without clusters (:func:`has_clusters`)."""
 
-    def __init__(
-        self, dataset: Dataset, count: int, every: int, to_input: Callable[[torch.Tensor], torch.Tensor]
-    ) -> None:
-        # indexed once: the validation items are deterministic, so the same samples are shown every time
-        self.samples = [dataset[i][0] for i in range(min(count, len(dataset)))]  # type: ignore[arg-type]
-        self.every, self.to_input = every, to_input
+    def __init__(self, count: int, every: int) -> None:
+        self.count, self.every = count, every
+        self.samples: list[torch.Tensor] = []
 
-    def due(self, epoch: int, last: bool) -> bool:
+    def on_train_start(self, run: RunContext, state: TrainState) -> None:
+        self.writer, self.to_input, self.epochs = run.writer, run.prep.eval, run.config.train.epochs
+        if has_clusters(state.eval_model):
+            # indexed once: the validation items are deterministic, so the same samples are shown every time
+            val = run.data.val
+            self.samples = [val[i][0] for i in range(min(self.count, len(val)))]  # type: ignore[arg-type]
+
+    def due(self, epoch: int) -> bool:
+        last = epoch == self.epochs
         return self.every > 0 and bool(self.samples) and (epoch == 1 or epoch % self.every == 0 or last)
+
+    def on_epoch_end(self, epoch: int, state: TrainState, metrics: dict[str, Any]) -> None:
+        if self.due(epoch):
+            self.log(self.writer, state.eval_model, epoch)
 
     def log(self, writer: Any, model: nn.Module, epoch: int) -> None:
         was_training = model.training
