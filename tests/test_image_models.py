@@ -265,3 +265,15 @@ def test_grad_checkpointing_gives_the_same_gradients_and_keeps_less():
     for name, grad in grads.items():
         torch.testing.assert_close(grads_ckpt[name], grad, rtol=1e-4, atol=1e-6, msg=name)
     assert kept_ckpt < kept / 4
+
+
+def test_capture_clusters_under_grad_checkpointing():
+    model = mini().eval()
+    x = torch.randn(2, 3, 64, 64)
+    captured = []
+    for checkpointing in (False, True):
+        model.set_grad_checkpointing(checkpointing)
+        with model.capture_clusters() as stages:
+            model(x).sum().backward()  # the blocks run through torch.utils.checkpoint when enabled
+        captured.append([block.assignment for stage in stages.values() for block in stage.blocks])
+    assert len(captured[1]) == 4 and all(torch.equal(a, b) for a, b in zip(*captured))
