@@ -32,9 +32,10 @@ def throughput(model: torch.nn.Module, batch: torch.Tensor, device: torch.device
     return len(batch) / statistics.median(times)
 
 
-def example(model: torch.nn.Module, config: RunConfig, points: bool, batch: int) -> torch.Tensor:
-    """A batch shaped like the run's inputs: its points per shape, or its image size."""
-    if points:
+def example(model: torch.nn.Module, config: RunConfig, batch: int) -> torch.Tensor:
+    """A batch shaped like the run's inputs: its points per shape (the model was built with them), or the
+    run's image size."""
+    if model.model_cfg.is_points:
         return model.example_input(batch)
     return model.example_input(batch, config.data.recipe().image_size)
 
@@ -62,7 +63,7 @@ def row_cost(run: SeedRun) -> dict[str, Any] | None:
         return saved
     torch.manual_seed(0)
     model = build_model(config, num_classes, "points" if points else "image")
-    one = example(model, config, points, 1)
+    one = example(model, config, 1)
     macs, _ = count_macs(model, one)
     record: dict[str, Any] = {
         "key": key,
@@ -76,7 +77,7 @@ def row_cost(run: SeedRun) -> dict[str, Any] | None:
         device = resolve_device(config.device)
         if config.runtime.threads > 0:
             torch.set_num_threads(config.runtime.threads)
-        rate = throughput(model, example(model, config, points, int(table.throughput_batch)), device)
+        rate = throughput(model, example(model, config, int(table.throughput_batch)), device)
         record["throughput"] = {
             "samples_per_s": rate,
             "batch": int(table.throughput_batch),

@@ -139,5 +139,6 @@ def load_trained_model(path: str | Path) -> TrainedModel:
     stored = ModelCfg.from_dict(state["model_cfg"]) if state.get("model_cfg") else None
     model = build_model(config, len(classes), stored.input_kind if stored else None)
     load_state_dict_strict(model, evaluation_weights(state), path)
-    model_cfg = stored or run_model_cfg(model.model_cfg, config)
-    return TrainedModel(model.eval(), model_cfg, config, list(classes), path)
+    # the model declares what its run fed it (points per cloud, image size and normalisation)
+    model.model_cfg = stored or run_model_cfg(model.model_cfg, config)
+    return TrainedModel(model.eval(), model.model_cfg, config, list(classes), path)
