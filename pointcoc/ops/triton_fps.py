@@ -105,13 +105,20 @@ def _fps_kernel(
             farthest = best_idx
 
 
-def farthest_point_sample_triton(points: torch.Tensor, num_samples: int) -> torch.Tensor:
+def farthest_point_sample_triton(
+    points: torch.Tensor, num_samples: int, initial: torch.Tensor | None = None
+) -> torch.Tensor:
     """Indices ``[B, num_samples]`` of an FPS of float32/float64 ``points [B, N, D]`` from point 0.
 
-    Arguments are validated by :func:`pointcoc.ops.farthest_point_sample`, which dispatches here.
+    ``initial`` ``[B, N]``: the running minimum to start from (default ``INITIAL_DISTANCE``; negative
+    entries are never chosen, which is how pointnet2_ops' near-origin skip is expressed). Arguments are
+    validated by :func:`pointcoc.ops.farthest_point_sample`, which dispatches here.
     """
     b, n, d = points.shape
-    dist = torch.full((b, n), INITIAL_DISTANCE, dtype=points.dtype, device=points.device)
+    if initial is None:
+        dist = torch.full((b, n), INITIAL_DISTANCE, dtype=points.dtype, device=points.device)
+    else:
+        dist = initial.to(points.dtype).clone()
     idx = torch.empty(b, num_samples, dtype=torch.long, device=points.device)
     block_d = triton.next_power_of_2(d)
     resident = triton.next_power_of_2(n) * block_d <= _TILE_ELEMENTS
