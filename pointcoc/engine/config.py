@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
         "nesterov": False,
         "betas": [0.9, 0.999],
         "weight_decay": 2e-4,
+        "weight_decay_scope": "no_norm_bias",  # all (the official point scripts) | no_norm_bias (timm)
         "min_lr": 0.005,
         "warmup_epochs": 0,
         "warmup_lr": 1e-6,

@@ -9,10 +9,18 @@ import torch
 import torch.nn as nn
 
 _NO_DECAY_NAMES = ("sim_alpha", "sim_beta")  # the clustering similarity's scale and shift
+# "all": every parameter decays, as torch.optim.SGD(net.parameters(), weight_decay=...) in the official
+# point scripts; "no_norm_bias": weight matrices/kernels only (timm's filter_bias_and_bn, the image recipe).
+WEIGHT_DECAY_SCOPES = ("all", "no_norm_bias")
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on weight matrices/kernels only: not on norms, biases, layer scales or alpha/beta."""
+def param_groups(model: nn.Module, weight_decay: float, scope: str = "no_norm_bias") -> list[dict[str, Any]]:
+    """Optimiser groups for ``train.weight_decay_scope``: ``"all"`` decays every trainable parameter,
+    ``"no_norm_bias"`` none of the norms, biases, layer scales or the similarity's alpha/beta."""
+    if scope not in WEIGHT_DECAY_SCOPES:
+        raise ValueError(f"train.weight_decay_scope must be one of {WEIGHT_DECAY_SCOPES}, got {scope!r}")
+    if scope == "all":
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
     decay, no_decay = [], []
     norm_params = {
         id(p)
@@ -34,7 +42,7 @@ def base_lr(train: dict[str, Any]) -> float:
 
 
 def build_optimizer(model: nn.Module, train: dict[str, Any]) -> torch.optim.Optimizer:
-    groups = param_groups(model, float(train["weight_decay"]))
+    groups = param_groups(model, float(train["weight_decay"]), str(train["weight_decay_scope"]))
     lr = base_lr(train)
     name = str(train["optimizer"]).lower()
     if name == "sgd":
