@@ -45,3 +45,30 @@ def test_official_point_recipes_decay_everything(recipe):
     assert train["weight_decay_scope"] == "all"
     # pointMLP-pytorch clips gradients at norm 1 on ModelNet40 only (classification_ModelNet40/main.py).
     assert train["grad_clip"] == (1.0 if recipe == "modelnet40.yaml" else None)
+
+
+def test_cooldown_epochs_stay_at_min_lr_after_the_schedule():
+    from pointcoc.engine.optim import build_scheduler, total_epochs
+
+    overrides = ["train.epochs=2", "train.cooldown_epochs=2", "train.lr=0.1", "train.min_lr=0.01"]
+    train = load_config(None, overrides)["train"]
+    assert total_epochs(train) == 4
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = build_scheduler(optimizer, train, steps_per_epoch=3)
+    lrs = []
+    for _ in range(12):
+        lrs.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[0] == pytest.approx(0.1) and lrs[5] > 0.01
+    assert lrs[6:] == pytest.approx([0.01] * 6)  # the two cooldown epochs
+
+
+def test_trainer_runs_the_cooldown_epochs(tmp_path):
+    from test_engine_helpers import tiny_point_config
+
+    from pointcoc.engine.trainer import train
+
+    config = tiny_point_config("train.epochs=1", "train.cooldown_epochs=1", "train.min_lr=0.001")
+    history = train(config, tmp_path / "run")["history"]
+    assert len(history) == 2 and history[1]["lr"] == pytest.approx(0.001)

@@ -29,7 +29,8 @@ DEFAULTS: dict[str, Any] = {
         "num_workers": 0,
     },
     "train": {
-        "epochs": 300,
+        "epochs": 300,  # length of the warm-up + cosine schedule
+        "cooldown_epochs": 0,  # then this many at min_lr (timm's --cooldown-epochs)
         "batch_size": 32,  # global: split evenly across DDP ranks
         "optimizer": "sgd",  # sgd | adamw
         "lr": 0.1,

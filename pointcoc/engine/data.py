@@ -11,7 +11,8 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from ..data import PointCloudDataset, build_dataset
-from ..data.image_augment import ImageEvalTransform, ImageRecipe, ImageTrainAugment, smooth_one_hot
+from ..data.factory import is_image_dataset
+from ..data.image_augment import ImageEvalTransform, ImageTrainAugment, image_recipe, smooth_one_hot
 
 HOLDOUT_SEED = 0  # fixed, so the validation part stays the same whatever the run's seed
 
@@ -45,9 +46,12 @@ def holdout(labels: np.ndarray, fractions: tuple[float, ...]) -> list[np.ndarray
 
 
 def make_dataset(data: dict[str, Any], split: str | None, augment: bool) -> Dataset:
+    extra = {}
+    if augment and is_image_dataset(data["name"]):  # timm crops each image in the loader workers
+        extra["crop"] = image_recipe(data["image_recipe"]).train_crop()
     return build_dataset(
         data["name"], data["root"], split, num_points=int(data["num_points"]), augment=augment,
-        **dict(data["kwargs"]),
+        **dict(data["kwargs"]), **extra,
     )  # fmt: skip
 
 
@@ -119,7 +123,7 @@ class BatchPrep:
         self.train_aug: ImageTrainAugment | None = None
         self.eval_tf: ImageEvalTransform | None = None
         if not self.is_points:
-            recipe = ImageRecipe(**{"label_smoothing": smoothing, **dict(data["image_recipe"])})
+            recipe = image_recipe({"label_smoothing": smoothing, **dict(data["image_recipe"])})
             if data["augment"]:
                 self.train_aug = ImageTrainAugment(self.num_classes, recipe).to(device)
             self.eval_tf = ImageEvalTransform(recipe.mean, recipe.std).to(device)

@@ -54,10 +54,17 @@ def build_optimizer(model: nn.Module, train: dict[str, Any]) -> torch.optim.Opti
     raise ValueError(f"train.optimizer must be 'sgd' or 'adamw', got {name!r}")
 
 
+def total_epochs(train: dict[str, Any]) -> int:
+    """Epochs a run trains: the schedule's ``epochs`` plus ``cooldown_epochs`` at ``min_lr`` after it
+    (timm's ``--cooldown-epochs``, 10 in the official ImageNet recipe)."""
+    return int(train["epochs"]) + int(train["cooldown_epochs"])
+
+
 def build_scheduler(
     optimizer: torch.optim.Optimizer, train: dict[str, Any], steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-step schedule: linear warm-up from ``warmup_lr``, then cosine from the base lr to ``min_lr``."""
+    """Per-step schedule: linear warm-up from ``warmup_lr``, then cosine from the base lr to ``min_lr``
+    over ``epochs``; any step after that (the cooldown epochs of :func:`total_epochs`) stays at ``min_lr``."""
     lr, min_lr, warm_lr = base_lr(train), float(train["min_lr"]), float(train["warmup_lr"])
     if min_lr > lr:
         raise ValueError(f"train.min_lr ({min_lr:g}) is above the base lr ({lr:g}); lower train.min_lr")

@@ -22,7 +22,7 @@ from .config import save_config
 from .data import BatchPrep, build_run_data, soft_cross_entropy, voting_views
 from .distributed import all_reduce_sum, barrier, init_distributed, is_main, local_rank
 from .evaluate import metrics_of, predict, vote
-from .optim import build_optimizer, build_scheduler
+from .optim import build_optimizer, build_scheduler, total_epochs
 from .rundir import environment, peak_memory, write_json
 
 
@@ -166,7 +166,7 @@ def train(config: dict[str, Any], out: str | Path, resume: bool = False) -> dict
             pictures = ClusterPictures(run_data.val, int(log["cluster_images"]),
                                        int(log["cluster_images_every"]), prep.eval)  # fmt: skip
 
-    epochs, eval_batch = int(tr["epochs"]), int(tr["batch_size"])
+    epochs, eval_batch = total_epochs(tr), int(tr["batch_size"])
     clip = tr["grad_clip"]
 
     def score(dataset: Any) -> tuple[dict[str, Any], np.ndarray]:

@@ -67,10 +67,11 @@ def load_checkpoint_model(path: str | Path) -> VizModel:
     if isinstance(model, POINT_CLUSTER_MODELS):
         canonical = bool(dict(data["kwargs"]).get("canonical", False))
         return VizModel(model, name, str(path), list(classes), model.num_points, canonical)
-    recipe = ImageRecipe(**dict(data["image_recipe"]))
+    # Only what drawing needs: a run's recipe may predate keys the training recipe has since replaced.
+    recipe, default = dict(data["image_recipe"]), ImageRecipe()
     return VizModel(
-        model, name, str(path), list(classes), image_size=recipe.image_size,
-        mean=tuple(recipe.mean), std=tuple(recipe.std),
+        model, name, str(path), list(classes), image_size=int(recipe.get("image_size", default.image_size)),
+        mean=tuple(recipe.get("mean", default.mean)), std=tuple(recipe.get("std", default.std)),
     )  # fmt: skip
 
 
