@@ -40,8 +40,10 @@ def test_weight_decay_scope_reaches_the_optimizer_and_typos_fail():
 @pytest.mark.parametrize(
     "recipe", ["modelnet40.yaml", "scanobjectnn_pointmlp.yaml", "scanobjectnn_pointmlp_coc.yaml"]
 )
-def test_official_point_recipes_decay_everything(recipe):
-    train = load_config(f"experiments/configs/{recipe}")["train"]
+def test_official_point_recipes_decay_everything_and_sample_as_pointnet2_ops(recipe):
+    config = load_config(f"experiments/configs/{recipe}")
+    assert config["model"]["kwargs"]["fps_skip_near_origin"] is True
+    train = config["train"]
     assert train["weight_decay_scope"] == "all"
     # pointMLP-pytorch clips gradients at norm 1 on ModelNet40 only (classification_ModelNet40/main.py).
     assert train["grad_clip"] == (1.0 if recipe == "modelnet40.yaml" else None)
