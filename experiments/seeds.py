@@ -54,12 +54,16 @@ class SeedRun:
         return self.path / "votes"
 
     def metrics(self) -> dict[str, Any] | None:
-        """metrics.json of a finished training run, else None."""
+        """metrics.json of a finished training run, else None. An official-protocol run (``"protocol":
+        "official"``, no validation split) is finished when it holds ``test_official``."""
         metrics = read_json(self.path / "metrics.json")
         if metrics is None:
             return None
-        splits = [metrics.get("val", {}).get("last"), metrics.get("val", {}).get("best")]
-        splits += [metrics.get("test")] if has_test(self.config) else []
+        if metrics.get("protocol") == "official":
+            splits = [metrics.get("test_official")]
+        else:
+            splits = [metrics.get("val", {}).get("last"), metrics.get("val", {}).get("best")]
+            splits += [metrics.get("test")] if has_test(self.config) else []
         return metrics if all(isinstance(s, dict) and "oa" in s and "macc" in s for s in splits) else None
 
     def votes(self) -> dict[str, Any] | None:

@@ -151,6 +151,16 @@ def test_old_image_checkpoints_derive_size_and_normalisation_from_the_recipe(tmp
     )
     assert cfg.crop_pct == model.model_cfg.crop_pct  # what the recipe does not say stays the model's
 
+    # a run saved before timm's RandAugment replaced kornia's: its retired keys become auto_augment
+    for retired, expected in (({"randaugment_m": 0}, None), ({"randaugment_m": 27, "randaugment_n": 2},
+                                                              "rand-m9-n2-mstd0.5-inc1")):  # fmt: skip
+        old = copy.deepcopy(state)
+        old["config"]["data"]["image_recipe"].update(retired)
+        save_atomic({**old, "epoch": 1}, tmp_path / "older.pt")
+        trained = load_trained_model(tmp_path / "older.pt")
+        assert trained.config.data.image_recipe["auto_augment"] == expected
+        assert "randaugment_m" not in trained.config.data.image_recipe
+
 
 def test_checkpoint_with_a_key_the_engine_does_not_know_is_refused_naming_the_file(trained_run, tmp_path):
     state = load_checkpoint(trained_run / "checkpoint_best.pt")

@@ -31,6 +31,11 @@ def dataset_names() -> list[str]:
     return sorted([*POINT_DATASETS, *EMBEDDED, *IMAGE_DATASETS])
 
 
+def is_image_dataset(name: str) -> bool:
+    """Whether ``name`` yields images (which take a per-image training ``crop``) rather than point sets."""
+    return name in IMAGE_DATASETS or name == "digits"
+
+
 def build_dataset(
     name: str,
     root: str | Path | None = None,
@@ -48,7 +53,8 @@ def build_dataset(
     ``canonical`` a canonical pose for axis-aligned data with ambiguous axis order/signs, in both cases.
     ``kwargs`` go to the dataset (e.g. ``variant`` for ScanObjectNN, ``cache_dir``, ``seed``) or, for point
     sets, to :func:`train_transform` when prefixed ``aug_`` (``aug_jitter=0.01``, ``aug_rotate_axis=1``).
-    Image folders read ``root/split`` when it exists, else ``root``.
+    Image folders read ``root/split`` when it exists, else ``root``; image sets take ``crop`` (a
+    :class:`~pointcoc.data.images.RandomResizedCrop`) to cut each training image in the loader workers.
     """
     if name not in dataset_names():
         raise ValueError(f"unknown dataset {name!r} (data.name); choose from {', '.join(dataset_names())}")

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ..data.image_augment import upgrade_retired_keys
 from ..utils.serialization import safe_load
 from .config import RESUMABLE_CHANGES, RunConfig, differences
 
@@ -35,8 +36,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def checkpoint_config(state: dict[str, Any], path: str | Path) -> RunConfig:
-    """The run config a checkpoint was trained with (keys added to the engine since get their defaults)."""
-    return RunConfig.from_dict(state["config"], source=f"{path} (its config)")
+    """The run config a checkpoint was trained with (keys added to the engine since get their defaults,
+    retired image-recipe keys their replacement)."""
+    config = state["config"]
+    if isinstance(config, dict) and isinstance(config.get("data", {}).get("image_recipe"), dict):
+        data = {**config["data"], "image_recipe": upgrade_retired_keys(config["data"]["image_recipe"])}
+        config = {**config, "data": data}
+    return RunConfig.from_dict(config, source=f"{path} (its config)")
 
 
 def check_compatible(state: dict[str, Any], config: RunConfig, path: str | Path, resume: bool) -> None:

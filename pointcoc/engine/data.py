@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from ..data import PointCloudDataset, build_dataset
+from ..data.factory import is_image_dataset
 from ..data.image_augment import ImageEvalTransform, ImageTrainAugment, smooth_one_hot
 from ..models.model_cfg import InputKind
 from .config import DataConfig
@@ -61,8 +62,11 @@ def holdout(labels: np.ndarray, fractions: tuple[float, ...]) -> list[np.ndarray
 
 
 def make_dataset(data: DataConfig, split: str | None, augment: bool) -> Dataset:
+    extra = {}
+    if augment and is_image_dataset(data.name):  # timm crops each image in the loader workers
+        extra["crop"] = data.recipe().train_crop()
     return build_dataset(
-        data.name, data.root, split, num_points=data.num_points, augment=augment, **data.kwargs
+        data.name, data.root, split, num_points=data.num_points, augment=augment, **data.kwargs, **extra
     )
 
 

@@ -22,6 +22,7 @@ from .data import BatchPrep, RunData, build_run_data, soft_cross_entropy
 from .distributed import Dist, all_reduce_sum, barrier, is_main
 from .evaluate import EvalContext, evaluate
 from .loaders import make_loader
+from .optim import total_epochs
 from .rundir import environment, peak_memory, write_json
 from .state import TrainState
 
@@ -105,7 +106,7 @@ def train(
     for hook in hooks:
         hook.on_train_start(RunContext(config, out, run_data, prep, writer), state)
 
-    epochs = config.train.epochs
+    epochs = total_epochs(config.train)
     for epoch in range(state.epoch, epochs):
         t0 = time.perf_counter()
         loader.sampler.set_epoch(epoch)  # type: ignore[union-attr]

@@ -46,14 +46,24 @@ class LocalGrouper(nn.Module):
 
     Returns the anchors ``[B, S]`` and their kNN groups ``[B, S, K]`` (indices into the ``N`` points), and
     the grouped features ``[B, S, K, 2C (+3)]``: the normalised neighbours concatenated with the anchor's
-    own features.
+    own features. ``fps_skip_near_origin``: sample anchors as pointnet2_ops' kernel does (see
+    :func:`pointcoc.ops.farthest_point_sample`).
     """
 
-    def __init__(self, channels: int, samples: int, k: int, use_xyz: bool, normalize: str | None) -> None:
+    def __init__(
+        self,
+        channels: int,
+        samples: int,
+        k: int,
+        use_xyz: bool,
+        normalize: str | None,
+        fps_skip_near_origin: bool = False,
+    ) -> None:
         super().__init__()
         if normalize not in (None, "center", "anchor"):
             raise ValueError(f"normalize must be 'center', 'anchor' or None, got {normalize!r}")
         self.samples, self.k, self.use_xyz, self.normalize = samples, k, use_xyz, normalize
+        self.fps_skip_near_origin = fps_skip_near_origin
         if normalize is not None:
             width = channels + (3 if use_xyz else 0)
             self.affine_alpha = nn.Parameter(torch.ones(1, 1, 1, width))
@@ -62,7 +72,7 @@ class LocalGrouper(nn.Module):
     def forward(
         self, xyz: torch.Tensor, feats: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        anchor_idx = farthest_point_sample(xyz, self.samples)
+        anchor_idx = farthest_point_sample(xyz, self.samples, skip_near_origin=self.fps_skip_near_origin)
         neighbours = knn_points(gather_points(xyz, anchor_idx), xyz, self.k)
         # With xyz, gather [feats, xyz] rows from one [B, N, C + 3] table: the concat is done once on the
         # N-point input instead of on the K-times larger grouped tensor.
@@ -122,9 +132,10 @@ class Stage(nn.Module):
         normalize: str | None,
         cluster: bool,
         cluster_heads: int,
+        fps_skip_near_origin: bool = False,
     ) -> None:
         super().__init__()
-        self.grouper = LocalGrouper(in_dim, samples, k, use_xyz, normalize)
+        self.grouper = LocalGrouper(in_dim, samples, k, use_xyz, normalize, fps_skip_near_origin)
         self.transfer = LinearBN(2 * in_dim + (3 if use_xyz else 0), out_dim, bias)
         self.act = make_activation(activation)
         self.pre = nn.Sequential(
@@ -152,6 +163,9 @@ class PointMLP(PointClassifier):
     Input: xyz ``[B, N, 3]`` (``input_layout="BCN"`` takes the official ``[B, 3, N]``), ``N >= num_points``
     is not required but at least the first stage's anchors and neighbours must exist.
     Stage ``i`` samples ``num_points // prod(reducers[:i+1])`` anchors, as the official model does.
+    ``fps_skip_near_origin=True`` samples them as the CUDA kernel the official models trained and were
+    evaluated with (pointnet2_ops: points with |p|^2 <= 1e-3 are never anchors; its tie-break);
+    the default is the official pure-torch fallback. Official-checkpoint evaluation turns it on.
     """
 
     family = "pointmlp"
@@ -175,6 +189,7 @@ class PointMLP(PointClassifier):
         cluster_heads: int = 1,
         drop_rate: float = 0.5,
         input_layout: str = "BNC",
+        fps_skip_near_origin: bool = False,
     ) -> None:
         config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__(config, num_classes, num_points, input_layout)
@@ -212,6 +227,7 @@ class PointMLP(PointClassifier):
                     normalize,
                     cluster,
                     cluster_heads,
+                    fps_skip_near_origin,
                 )
             )
             self.stage_samples.append(samples)

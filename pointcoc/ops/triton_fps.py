@@ -124,13 +124,20 @@ def launch_meta(n: int, d: int) -> dict[str, int | bool]:
 _COMPILE_OPTIONS = {"enable_fp_fusion": False}
 
 
-def farthest_point_sample_triton(points: torch.Tensor, num_samples: int) -> torch.Tensor:
+def farthest_point_sample_triton(
+    points: torch.Tensor, num_samples: int, initial: torch.Tensor | None = None
+) -> torch.Tensor:
     """Indices ``[B, num_samples]`` of an FPS of float32/float64 ``points [B, N, D]`` from point 0.
 
-    Arguments are validated by :func:`pointcoc.ops.farthest_point_sample`, which dispatches here.
+    ``initial`` ``[B, N]``: the running minimum to start from (default ``INITIAL_DISTANCE``; negative
+    entries are never chosen, which is how pointnet2_ops' near-origin skip is expressed). Arguments are
+    validated by :func:`pointcoc.ops.farthest_point_sample`, which dispatches here.
     """
     b, n, d = points.shape
-    dist = torch.full((b, n), INITIAL_DISTANCE, dtype=points.dtype, device=points.device)
+    if initial is None:
+        dist = torch.full((b, n), INITIAL_DISTANCE, dtype=points.dtype, device=points.device)
+    else:
+        dist = initial.to(points.dtype).clone()
     idx = torch.empty(b, num_samples, dtype=torch.long, device=points.device)
     _fps_kernel[(b,)](
         points.detach(), dist, idx, n, num_samples, *points.stride(), **launch_meta(n, d), **_COMPILE_OPTIONS
