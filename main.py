@@ -29,6 +29,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # Busy-waiting OpenMP threads collapse when the cores are shared (measured: 7x slower per training step
 # with 2 threads on 2 busy cores); passive waiting costs little when they are not. Must precede torch.
@@ -36,6 +37,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pointcoc  # noqa: E402
 from pointcoc.utils.flops import COUNTED, count_macs  # noqa: E402
+
+if TYPE_CHECKING:
+    from pointcoc.engine import Callback, RunConfig
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CONFIG = ROOT / "experiments" / "configs" / "default.yaml"
@@ -80,9 +84,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from pointcoc.engine import load_config, train
 
-    metrics = train(load_config(args.config, args.set), args.out, resume=args.resume)
+    config = load_config(args.config, args.set)
+    metrics = train(config, args.out, resume=args.resume, callbacks=training_callbacks(config))
     _report(metrics, Path(args.out))
     return 0
+
+
+def training_callbacks(config: RunConfig) -> list[Callback]:
+    """What the command line adds to the engine's training loop: the TensorBoard cluster pictures
+    (``log.cluster_images*``; matplotlib is imported only when they are on)."""
+    if config.log.cluster_images_every <= 0:
+        return []
+    from pointcoc.viz.tensorboard import ClusterPictures
+
+    return [ClusterPictures(config.log.cluster_images, config.log.cluster_images_every)]
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -129,11 +144,9 @@ def cmd_main_job(args: argparse.Namespace) -> int:
 
     out = ROOT / "runs" / time.strftime("main-%Y%m%d-%H%M%S")
     config = load_config(DEFAULT_CONFIG)
-    print(
-        f"main job: {config['model']['name']} on the procedural shapes ({DEFAULT_CONFIG.relative_to(ROOT)})"
-    )
+    print(f"main job: {config.model.name} on the procedural shapes ({DEFAULT_CONFIG.relative_to(ROOT)})")
     start = time.perf_counter()
-    metrics = train(config, out)
+    metrics = train(config, out, callbacks=training_callbacks(config))
     _report(metrics, out, time.perf_counter() - start)
     recipe = "python main.py train --config experiments/configs"
     print(f"next: {recipe}/modelnet40.yaml --set data.root=DIR --out runs/mn40")

@@ -60,12 +60,23 @@ SPEEDUP_TARGET = 1.5  # naive step time / our step time, issue #8
 VARIANTS = ("ours", "naive")
 
 
+def official_fps(points: torch.Tensor, num_samples: int, skip_near_origin: bool = False) -> torch.Tensor:
+    """The official pure-torch FPS loop in :func:`pointcoc.ops.farthest_point_sample`'s form. That loop
+    chooses near-origin points like any other, so a model sampling as the CUDA kernel does is refused."""
+    if skip_near_origin:
+        raise ValueError(
+            "the official torch FPS loop has no skip_near_origin; benchmark a model built without "
+            "fps_skip_near_origin"
+        )
+    return farthest_point_sample_official(points, num_samples)
+
+
 @contextmanager
 def naive_ops(model: torch.nn.Module) -> Iterator[None]:
     """The official operator and FPS loop in place of ours in ``model``, for the steps run inside: set
     through the mixers' ``cluster_op`` and the sampling modules' ``fps_op``, restored afterwards."""
     swaps = [(m, "cluster_op", context_cluster_naive) for m in model.modules() if isinstance(m, ClusterMixer)]
-    swaps += [(m, "fps_op", farthest_point_sample_official) for m in model.modules() if hasattr(m, "fps_op")]
+    swaps += [(m, "fps_op", official_fps) for m in model.modules() if hasattr(m, "fps_op")]
     previous = [getattr(m, attr) for m, attr, _ in swaps]
     try:
         for m, attr, op in swaps:
@@ -99,7 +110,7 @@ def logits_agreement(model: torch.nn.Module, inputs: torch.Tensor) -> float:
 # Forward calls labelled in the profile, ours and the naive ones: function -> label.
 PROFILED = {
     farthest_point_sample: "FPS",
-    farthest_point_sample_official: "FPS",
+    official_fps: "FPS",
     knn_points: "kNN",
     gather_points: "gather",
     context_cluster: "cluster operator",

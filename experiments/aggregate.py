@@ -2,6 +2,13 @@
 
 Every figure is the mean ± sample standard deviation (ddof = 1) over the seeds that finished, in percent;
 with one seed the deviation is "—". Seeds that failed, were killed or never ran are listed as such.
+
+A run's metrics.json says its protocol (``"protocol"``: ``"heldout"``, the default, or ``"official"``).
+Heldout runs give ``val.last``, ``val.best``, ``test`` (best-on-validation weights) and ``test_last`` (last
+epoch); official runs give ``test_official`` (``oa``: the best test epoch's OA, ``macc``: the separate
+maximum of test mAcc over epochs). Runs may record ``distributed``: ``processes``, ``batch_per_process``,
+``sync_bn``. Each column is filled from the runs that have it; a published figure's Δ is taken against our
+figure of the same protocol (the table's ``compare:``).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .seeds import DONE, FAILED, INCOMPLETE, MISSING, SeedRun, read_json
-from .tables import COST_FIGURES, Metric, Table, has_test
+from .tables import COST_FIGURES, Metric, Source, Table, has_test
 
 DASH = "—"
 STATES = (DONE, FAILED, INCOMPLETE, MISSING)
@@ -53,15 +60,27 @@ class SeedResult:
     votes_failure: str | None
     environment: dict[str, Any] | None
 
+    @property
+    def protocol(self) -> str:
+        return str((self.metrics or {}).get("protocol", "heldout"))
+
     def split(self, figure: str) -> dict[str, Any] | None:
-        """The per-split metrics behind a figure column (val_last, val_best, test, test_votes)."""
+        """The per-split metrics behind a figure column (val_last, val_best, test, test_last, test_votes,
+        test_official)."""
         if self.metrics is None:
             return None
         if figure == "test_votes":
             return self.votes
-        if figure == "test":
-            return self.metrics.get("test")
-        return self.metrics["val"][figure.removeprefix("val_")]
+        if figure.startswith("val_"):
+            return (self.metrics.get("val") or {}).get(figure.removeprefix("val_"))
+        return self.metrics.get(figure)
+
+    def distributed(self) -> str | None:
+        """``processes x batch per process`` (and SyncBN) of the run, when it recorded them."""
+        d = (self.metrics or {}).get("distributed")
+        if not d:
+            return None
+        return f"{d['processes']} × {d['batch_per_process']}" + (", SyncBN" if d.get("sync_bn") else "")
 
 
 def collect(run: SeedRun) -> SeedResult:
@@ -97,6 +116,9 @@ class RowResult:
     def done(self) -> list[SeedResult]:
         return [s for s in self.seeds if s.state == DONE]
 
+    def done_in(self, protocol: str) -> int:
+        return sum(s.protocol == protocol for s in self.done)
+
     def values(self, figure: str, metric: Metric) -> list[float]:
         """One figure of one metric over the finished seeds that have it, in percent."""
         splits = (s.split(figure) for s in self.done)
@@ -128,13 +150,22 @@ class RowResult:
         return minutes, peaks
 
 
-def figure_columns(table: Table, runs: Sequence[SeedRun]) -> list[tuple[str, str]]:
-    """(name, label) of the figure columns: validation last / best, and test (with voting) when runs test."""
-    out = [("val_last", "val last"), ("val_best", "val best")]
+@dataclass(frozen=True)
+class Column:
+    name: str  # the figure: a key of metrics.json (see the module docstring)
+    label: str
+    protocol: str  # the runs that produce it: heldout | official
+
+
+def figure_columns(table: Table, runs: Sequence[SeedRun]) -> list[Column]:
+    """The figure columns: validation last / best; when runs test, the heldout test figures (best-on-val
+    weights, last epoch, votes) and the official protocol's best test epoch."""
+    out = [Column("val_last", "val last", "heldout"), Column("val_best", "val best", "heldout")]
     if any(has_test(r.config) for r in runs):
-        out.append(("test", "test"))
+        out += [Column("test", "test", "heldout"), Column("test_last", "test, last epoch", "heldout")]
         if table.votes:
-            out.append(("test_votes", f"test, {table.votes} votes"))
+            out.append(Column("test_votes", f"test, {table.votes} votes", "heldout"))
+        out.append(Column("test_official", "official: test, best epoch", "official"))
     return out
 
 
@@ -185,22 +216,33 @@ class Layout:
     """What a table's sections show: the figure columns, the published sources, the compared figure."""
 
     table: Table
-    columns: list[tuple[str, str]]  # (figure name, label)
+    columns: list[Column]
 
-    @property
-    def compare(self) -> str:
-        return self.table.compare.replace(".", "_")
+    def label(self, figure: str) -> str:
+        return next((c.label for c in self.columns if c.name == figure), figure)
 
     @property
     def sources(self) -> list[str]:
         # a table without any published figure still shows the column, filled with dashes
         return list(self.table.published) or ["published"]
 
+    def compared(self, source: str) -> str:
+        """Our figure a published source's figures are compared with: the one of its protocol."""
+        published = self.table.published.get(source)
+        return self.table.compare["official" if published is None else published.protocol]
+
+
+def _provenance(source: Source) -> str:
+    return (
+        f"- Published, **{source.label}** ({source.protocol} protocol): {source.source} Code: {source.code} "
+        f"Checked: {source.verified}"
+    )
+
 
 def _header(layout: Layout, rows: list[RowResult], command: str) -> list[str]:
     table = layout.table
     votes = f"; test, {table.votes} votes: those weights, {table.votes} augmented views averaged (fixed seed)"
-    compare_label = dict(layout.columns).get(layout.compare, table.compare)
+    official, heldout = (layout.label(table.compare[p]) for p in ("official", "heldout"))
     md = [
         f"# {table.title}",
         "",
@@ -208,30 +250,34 @@ def _header(layout: Layout, rows: list[RowResult], command: str) -> list[str]:
         "Mean ± sample standard deviation (ddof = 1) over the seeds that finished, in %; n: how many "
         f"(± {DASH}: one). val last / val best: the validation split at the last epoch / at the "
         "best-on-validation epoch (the model selection); test: evaluated once, with the best-on-validation "
-        f"weights{votes if table.votes else ''}. Δ: our {compare_label} mean minus the published figure.",
+        f"weights; test, last epoch: the last epoch's weights{votes if table.votes else ''}. Two protocols: "
+        f"**official** (the published one: the best epoch on the reported split, mAcc a separate maximum "
+        f'over epochs) headlines "{official}"; **heldout** (ours: selection on a held-out split) '
+        f'headlines "{heldout}". n heldout / n official: finished runs of each. Δ: our figure of the '
+        "source's protocol minus the published one.",
         "",
     ]
-    md += [f"- Published, {label}: {citation}" for label, citation in table.published.items()]
+    md += [_provenance(source) for source in table.published.values()]
     md += [] if table.published else [f"- Published: {DASH} (none exists for this table)"]
     md += ["", table.notes] if table.notes else []
     return md + ["", f"Measured on: {_machines(rows)}."]
 
 
 def _metric_section(layout: Layout, metric: Metric, rows: list[RowResult], csv_rows: list[dict]) -> list[str]:
-    header = ["row", "n"] + [label for _, label in layout.columns]
+    header = ["row", "n heldout", "n official"] + [c.label for c in layout.columns]
     for source in layout.sources:
         header += [source, f"Δ {source}"]
     body = []
     for r, line in zip(rows, csv_rows):
-        cells = [r.name, str(len(r.done))]
-        for name, _ in layout.columns:
-            values = r.values(name, metric)
-            cells.append(format_stat(values, len(r.done)))
+        cells = [r.name, str(r.done_in("heldout")), str(r.done_in("official"))]
+        for column in layout.columns:
+            values = r.values(column.name, metric)
+            cells.append(format_stat(values, r.done_in(column.protocol)))
             mean, std = mean_std(values) if values else (None, None)
-            stem = f"{metric.name}_{name}"
+            stem = f"{metric.name}_{column.name}"
             line.update({f"{stem}_mean": _num(mean), f"{stem}_std": _num(std), f"{stem}_n": str(len(values))})
-        ours = r.values(layout.compare, metric)
         for source in layout.sources:
+            ours = r.values(layout.compared(source), metric)
             published = r.published.get(source, {}).get(metric.name)
             diff = mean_std(ours)[0] - published if published is not None and ours else None
             cells += [_cell(published, 1), DASH if diff is None else f"{diff:+.2f}"]
@@ -248,7 +294,8 @@ def _cost_section(layout: Layout, rows: list[RowResult], csv_rows: list[dict]) -
     header = ["row", "model"]
     for name in COST_FIGURES:
         header += [COST_LABELS[name]] + [f"{name.split('_')[0]}, {s}" for s in sources]
-    header += ["throughput measured with", "train time / seed (min, no evaluation)", "peak memory (MiB)"]
+    header += ["throughput measured with", "processes × batch / process"]
+    header += ["train time / seed (min, no evaluation)", "peak memory (MiB)"]
     body = []
     for r, line in zip(rows, csv_rows):
         cells = [r.name, r.model]
@@ -267,14 +314,18 @@ def _cost_section(layout: Layout, rows: list[RowResult], csv_rows: list[dict]) -
         )
         minutes, peaks = r.timing()
         peak = max(peaks) if peaks else None
-        cells += [how or DASH, format_stat(minutes, len(r.done)), _cell(peak, 0)]
+        layouts = "; ".join(dict.fromkeys(d for d in (s.distributed() for s in r.done) if d))
+        cells += [how or DASH, layouts or DASH, format_stat(minutes, len(r.done)), _cell(peak, 0)]
         line["throughput_measured_with"] = how
+        line["processes_x_batch"] = layouts
         line["train_min_mean"] = _num(mean_std(minutes)[0] if minutes else None)
         line["peak_memory_mib_max"] = _num(peak, 0)
         body.append(cells)
     note = (
         "Parameters and MACs per sample of the trained model at its input size (MACs as `main.py info` "
-        "counts them); throughput: eval-mode float32 forwards per second, measured once after training."
+        "counts them); throughput: eval-mode float32 forwards per second, measured once after training. "
+        "processes × batch / process: how each run trained (BatchNorm sees the per-process batch unless "
+        f"SyncBN is on; {DASH}: not recorded by the run)."
     )
     return ["", "## Model and cost", "", note, ""] + _md_table(header, body)
 
@@ -329,7 +380,7 @@ def write(
     rows = []
     for name in dict.fromkeys(r.row.name for r in runs):  # the rows, in table order
         mine = [r for r in runs if r.row.name == name]
-        model = mine[0].config["model"]["name"]
+        model = mine[0].config.model.name
         seeds = tuple(collect(r) for r in mine)
         rows.append(RowResult(name, model, seeds, mine[0].row.published, costs.get(name)))
     md, csv_text = render(Layout(table, figure_columns(table, runs)), rows, command)

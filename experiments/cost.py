@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 
-from pointcoc.data.image_augment import ImageRecipe
+from pointcoc.engine.build import build_model, resolve_device
 from pointcoc.engine.checkpoint import load_checkpoint
+from pointcoc.engine.config import RunConfig
 from pointcoc.engine.rundir import write_json
-from pointcoc.engine.trainer import build_model, resolve_device
 from pointcoc.utils.flops import COUNTED, count_macs
 from pointcoc.utils.measure import interleaved_times, make_infer_step
 
@@ -32,12 +32,12 @@ def throughput(model: torch.nn.Module, batch: torch.Tensor, device: torch.device
     return len(batch) / statistics.median(times)
 
 
-def example(model: torch.nn.Module, config: dict[str, Any], points: bool, batch: int) -> torch.Tensor:
-    """A batch shaped like the run's inputs: its points per shape, or its image size."""
-    if points:
+def example(model: torch.nn.Module, config: RunConfig, batch: int) -> torch.Tensor:
+    """A batch shaped like the run's inputs: its points per shape (the model was built with them), or the
+    run's image size."""
+    if model.model_cfg.is_points:
         return model.example_input(batch)
-    size = int(config["data"]["image_recipe"].get("image_size", ImageRecipe.image_size))
-    return model.example_input(batch, size)
+    return model.example_input(batch, config.data.recipe().image_size)
 
 
 def row_cost(run: SeedRun) -> dict[str, Any] | None:
@@ -51,19 +51,19 @@ def row_cost(run: SeedRun) -> dict[str, Any] | None:
     num_classes = len(load_checkpoint(checkpoint)["classes"])
     points = table.track == "points"
     key = {
-        "model": config["model"]["name"],
-        "kwargs": dict(config["model"]["kwargs"]),
-        "num_points": int(config["data"]["num_points"]) if points else None,
+        "model": config.model.name,
+        "kwargs": dict(config.model.kwargs),
+        "num_points": config.data.num_points if points else None,
         "num_classes": num_classes,
         "throughput_batch": table.throughput_batch,
-        "device": str(config["device"]),
+        "device": config.device,
     }
     saved = read_json(path)
     if saved is not None and saved.get("key") == json.loads(json.dumps(key)):
         return saved
     torch.manual_seed(0)
-    model = build_model(config, num_classes, points)
-    one = example(model, config, points, 1)
+    model = build_model(config, num_classes, "points" if points else "image")
+    one = example(model, config, 1)
     macs, _ = count_macs(model, one)
     record: dict[str, Any] = {
         "key": key,
@@ -74,10 +74,10 @@ def row_cost(run: SeedRun) -> dict[str, Any] | None:
         "throughput": None,
     }
     if table.throughput_batch:
-        device = resolve_device(str(config["device"]))
-        if int(config["runtime"]["threads"]) > 0:
-            torch.set_num_threads(int(config["runtime"]["threads"]))
-        rate = throughput(model, example(model, config, points, int(table.throughput_batch)), device)
+        device = resolve_device(config.device)
+        if config.runtime.threads > 0:
+            torch.set_num_threads(config.runtime.threads)
+        rate = throughput(model, example(model, config, int(table.throughput_batch)), device)
         record["throughput"] = {
             "samples_per_s": rate,
             "batch": int(table.throughput_batch),

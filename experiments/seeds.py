@@ -24,7 +24,7 @@ from typing import Any, TextIO
 import torch
 import yaml
 
-from pointcoc.engine.config import RESUMABLE_CHANGES, differences
+from pointcoc.engine.config import RESUMABLE_CHANGES, RunConfig, differences
 from pointcoc.engine.rundir import write_json
 
 from .tables import Row, Table, has_test, resolve, run_overrides
@@ -53,19 +53,23 @@ class SeedRun:
     seed: int
     path: Path
     overrides: tuple[str, ...]  # the --set items of this run
-    config: dict[str, Any]  # what they resolve to
+    config: RunConfig  # what they resolve to
 
     @property
     def votes_path(self) -> Path:
         return self.path / "votes"
 
     def metrics(self) -> dict[str, Any] | None:
-        """metrics.json of a finished training run, else None."""
+        """metrics.json of a finished training run, else None. An official-protocol run (``"protocol":
+        "official"``, no validation split) is finished when it holds ``test_official``."""
         metrics = read_json(self.path / "metrics.json")
         if metrics is None:
             return None
-        splits = [metrics.get("val", {}).get("last"), metrics.get("val", {}).get("best")]
-        splits += [metrics.get("test")] if has_test(self.config) else []
+        if metrics.get("protocol") == "official":
+            splits = [metrics.get("test_official")]
+        else:
+            splits = [metrics.get("val", {}).get("last"), metrics.get("val", {}).get("best")]
+            splits += [metrics.get("test")] if has_test(self.config) else []
         return metrics if all(isinstance(s, dict) and "oa" in s and "macc" in s for s in splits) else None
 
     def votes(self) -> dict[str, Any] | None:
@@ -101,7 +105,8 @@ class SeedRun:
         saved = self.path / "config.yaml"
         if not saved.is_file():
             return
-        diff = differences(yaml.safe_load(saved.read_text()), self.config, ignore=RESUMABLE_CHANGES)
+        old = RunConfig.from_dict(yaml.safe_load(saved.read_text()) or {}, source=str(saved)).to_dict()
+        diff = differences(old, self.config.to_dict(), ignore=RESUMABLE_CHANGES)
         if diff:
             raise ValueError(
                 f"{self.path} holds a run of another config ({'; '.join(diff[:3])}); delete it or choose "
@@ -121,12 +126,12 @@ def plan(
     return runs
 
 
-def engine_command(config: dict[str, Any], args: list[str]) -> list[str]:
+def engine_command(config: RunConfig, args: list[str]) -> list[str]:
     """``main.py ARGS``, through torchrun with one process per GPU when the run is on CUDA and several are
     visible (the engine keeps the global batch, so the result does not depend on the GPU count)."""
-    from pointcoc.engine.trainer import resolve_device
+    from pointcoc.engine.build import resolve_device
 
-    device = resolve_device(str(config["device"]))
+    device = resolve_device(config.device)
     gpus = torch.cuda.device_count() if device.type == "cuda" and device.index is None else 1
     if gpus > 1:
         return [

@@ -1,6 +1,7 @@
 """The package's layers (docs/architecture.md): every module of ``pointcoc`` imports only from its own package
-and the layers below it, function-level imports included, and the point-set ops import one another without a
-circle. Read from the source (ast), so nothing is imported and a lazy upward import is caught too."""
+and the layers below it, function-level imports included; no model family imports another; the point-set ops
+import one another without a circle. Read from the source (ast), so nothing is imported and a lazy upward
+import is caught too."""
 
 from __future__ import annotations
 
@@ -100,15 +101,7 @@ def test_every_subpackage_has_a_layer():
     assert packages == set(LAYERS), "update LAYERS and docs/architecture.md"
 
 
-def _package_param(package: str):
-    if package == "engine":
-        return pytest.param(
-            package, marks=pytest.mark.xfail(strict=False, reason="until the engine callback lands")
-        )
-    return package
-
-
-@pytest.mark.parametrize("package", [_package_param(p) for p in LAYERS])
+@pytest.mark.parametrize("package", list(LAYERS))
 def test_package_imports_only_its_own_and_lower_layers(package):
     upward = []
     for name, file, is_package in ALL:
@@ -120,6 +113,15 @@ def test_package_imports_only_its_own_and_lower_layers(package):
             if target_package != package and target_layer >= own:
                 upward.append(f"{name} imports {target} (layer {target_layer} >= {own})")
     assert not upward, "upward imports:\n" + "\n".join(upward)
+
+
+def test_no_model_file_imports_another():
+    families = {name: (file, pkg) for name, file, pkg in ALL if "@register_model" in file.read_text()}
+    assert len(families) >= 4 and all(name.startswith("pointcoc.models.") for name in families)
+    crossing = {
+        name: sorted(imported(name, file, pkg) & set(families)) for name, (file, pkg) in families.items()
+    }
+    assert not any(crossing.values()), crossing
 
 
 def test_engine_import_loads_no_viz_module():

@@ -12,12 +12,11 @@ import torch
 import main
 import pointcoc
 from benchmarks.model_bench import default_optimizer
-from benchmarks.models_vs_naive import VARIANTS, in_variant, naive_ops, profile_breakdown
+from benchmarks.models_vs_naive import VARIANTS, in_variant, naive_ops, official_fps, profile_breakdown
 from pointcoc.cluster import context_cluster
 from pointcoc.cluster.reference import context_cluster_naive
 from pointcoc.layers import ClusterMixer
 from pointcoc.ops import farthest_point_sample
-from pointcoc.ops.reference import farthest_point_sample_official
 from pointcoc.utils import measure
 from pointcoc.utils.flops import count_macs
 
@@ -148,10 +147,15 @@ def test_naive_ops_swap_every_operator_through_its_attribute_and_restore_it(name
     with torch.no_grad():
         expected = model(x)
         with naive_ops(model):
-            assert set(_ops(model)) == {context_cluster_naive, farthest_point_sample_official}
+            assert set(_ops(model)) == {context_cluster_naive, official_fps}
             naive = model(x)
     assert _ops(model) == ours
     torch.testing.assert_close(naive, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_official_fps_refuses_the_kernel_skip_it_does_not_have():
+    with pytest.raises(ValueError, match="has no skip_near_origin"):
+        official_fps(torch.rand(1, 8, 3), 2, skip_near_origin=True)
 
 
 def test_profile_labels_every_operator_of_both_variants():

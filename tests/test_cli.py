@@ -55,3 +55,11 @@ def test_repeated_set_options_accumulate():
         ]
     )
     assert args.set == ["train.lr=0.1", "seed=1", "device=cpu"]
+
+
+def test_mistyped_config_values_are_one_line_errors_naming_the_key(capsys, tmp_path):
+    code = main.main(["train", "--config", str(ROOT / "experiments/configs/default.yaml"), "--out",
+                      str(tmp_path / "run"), "--set", "train.lr=abc"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == "error: train.lr: expected a number, got 'abc'"
+    assert not (tmp_path / "run").exists()  # refused before anything was written

@@ -154,3 +154,22 @@ def test_truncated_and_bad_idx(tmp_path: Path) -> None:
     images.write_bytes(b"\x89PNG garbage")
     with pytest.raises(ValueError, match="not an unsigned-byte idx file"):
         MNIST(tmp_path, "train")
+
+
+def test_unknown_dataset_and_missing_root_name_the_config_key(tmp_path):
+    from pointcoc.data import build_dataset
+
+    with pytest.raises(ValueError, match=r"unknown dataset 'nosuch' \(data.name\); choose from .*modelnet10"):
+        build_dataset("nosuch", root=tmp_path)
+    with pytest.raises(ValueError, match=r"needs a root folder \(data.root\)"):
+        build_dataset("modelnet10")
+
+
+@pytest.mark.parametrize("name", ["modelnet10", "modelnet40"])
+def test_modelnet_errors_suggest_the_script_of_that_set(tmp_path, name):
+    from pointcoc.data import build_dataset
+
+    with pytest.raises(FileNotFoundError) as err:
+        build_dataset(name, root=tmp_path / "nowhere")
+    assert f"python -m datasets.{name} --root DIR" in str(err.value)
+    assert {"modelnet10": "modelnet40", "modelnet40": "modelnet10"}[name] not in str(err.value)

@@ -31,8 +31,8 @@ def test_image_folder_modes(tmp_path: Path) -> None:
     ds = build_dataset("imagefolder", tmp_path, "train", image_size=16)
     assert ds.classes == ["a", "b"] and len(ds) == 5
     for i in range(len(ds)):
-        x, y = ds[i]
-        assert x.shape == (3, 18, 18) and x.dtype == torch.uint8 and y.dtype == torch.int64
+        x, y = ds[i]  # a random resized crop of the whole image
+        assert x.shape == (3, 16, 16) and x.dtype == torch.uint8 and y.dtype == torch.int64
     ev = ImageFolder(tmp_path / "train", image_size=16, train=False)
     assert ev[0][0].shape == (3, 16, 16)
     assert load_rgb(tmp_path / "train" / "b" / "gray.png").mode == "RGB"
@@ -85,7 +85,7 @@ def test_kornia_recipe() -> None:
     from pointcoc.data.image_augment import ImageEvalTransform, ImageRecipe, ImageTrainAugment, smooth_one_hot
 
     torch.manual_seed(0)
-    images, labels = torch.randint(0, 256, (6, 3, 40, 40), dtype=torch.uint8), torch.arange(6)
+    images, labels = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8), torch.arange(6)
     aug = ImageTrainAugment(num_classes=10, recipe=ImageRecipe(image_size=32))
     for _ in range(4):  # both branches of the Mixup/CutMix switch
         x, target = aug(images, labels)
@@ -94,4 +94,4 @@ def test_kornia_recipe() -> None:
     plain = ImageTrainAugment(10, ImageRecipe(image_size=32, mixup_alpha=0, cutmix_alpha=0))
     assert torch.allclose(plain(images, labels)[1], smooth_one_hot(labels, 10, 0.1))
     assert smooth_one_hot(labels, 10, 0.1)[0, 0].item() == pytest.approx(0.91)
-    assert ImageEvalTransform()(images).shape == (6, 3, 40, 40)
+    assert ImageEvalTransform()(images).shape == (6, 3, 32, 32)

@@ -10,6 +10,7 @@ from test_engine_helpers import tiny_image_config
 import pointcoc
 from pointcoc.engine.checkpoint import load_checkpoint
 from pointcoc.engine.trainer import train
+from pointcoc.utils.constants import IMAGENET_MEAN
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
@@ -32,10 +33,12 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     a = load_checkpoint(tmp_path / "one" / "checkpoint_last.pt")
     b = load_checkpoint(tmp_path / "two" / "checkpoint_last.pt")
     assert abs(a["history"][0]["loss"] - b["history"][0]["loss"]) < 1e-5  # the loss reduced across ranks
-    torch.manual_seed(tiny_image_config()["seed"])  # the initial weights, as the trainer draws them
-    init = pointcoc.create_model("coc_tiny", num_classes=10, **tiny_image_config()["model"]["kwargs"])
+    torch.manual_seed(tiny_image_config().seed)  # the initial weights, as the trainer draws them
+    init = pointcoc.create_model("coc_tiny", num_classes=10, **tiny_image_config().model.kwargs)
     moved = max((a["model"][k] - v).abs().max().item() for k, v in init.state_dict().items())
     assert moved > 1e-2  # training changed the weights, so agreeing after it means something
+    # the model's interface as the run fed it: 8x8 digits in 3 channels, the recipe's normalisation
+    assert a["model_cfg"]["input_size"] == [3, 8, 8] and a["model_cfg"]["mean"] == list(IMAGENET_MEAN)
     for key, value in a["model"].items():
         torch.testing.assert_close(b["model"][key], value, atol=1e-5, rtol=1e-4, msg=f"{key} differs")
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pointcoc.engine.config import load_config
+from pointcoc.engine.config import RunConfig, load_config
 
 
-def tiny_point_config(*extra: str) -> dict:
+def tiny_point_config(*extra: str) -> RunConfig:
     return load_config(None, [
         "device=cpu", "seed=3", "runtime.progress=false", "runtime.threads=1",
         "model.name=pointmlp_elite", "model.kwargs={k_neighbors: [8, 8, 8, 8], drop_rate: 0.0}",
@@ -15,7 +15,7 @@ def tiny_point_config(*extra: str) -> dict:
     ])  # fmt: skip
 
 
-def tiny_image_config(*extra: str) -> dict:
+def tiny_image_config(*extra: str) -> RunConfig:
     """A one-stage CoC on scikit-learn's 8x8 digits: GroupNorm only, so DDP ranks compute exactly what one
     process computes on their union (BatchNorm would normalise each rank's half-batch separately)."""
     return load_config(None, [

@@ -58,36 +58,73 @@ def test_mean_and_sample_std_match_hand_computed_values():
     assert format_stat([], 3) == "—"
 
 
+def official_metrics(oa: float, macc: float) -> dict:
+    """An official-protocol run: best test epoch, mAcc its own maximum, no validation split."""
+    return {
+        "protocol": "official",
+        "test_official": {"oa": oa, "macc": macc, "oa_epoch": 180, "macc_epoch": 150},
+        "timing": {"train_s": 60.0},
+        "peak_memory": {"cpu_max_rss_mb": 512.0, "cuda_max_allocated_mb": None},
+        "distributed": {"processes": 2, "batch_per_process": 16, "sync_bn": True},
+    }
+
+
 def test_table_shows_stats_published_difference_and_every_missing_or_failed_seed(tmp_path):
     runs = plan(tmp_path, seed_list=(0, 1, 2, 3, 4))
     for run, oa in zip(runs, (0.85, 0.86, 0.875)):
-        write_json(run.path / "metrics.json", finished_metrics(oa))
+        write_json(run.path / "metrics.json", {**finished_metrics(oa), "test_last": split(oa - 0.01, 0.49)})
     write_json(runs[0].votes_path / "metrics.json", {"test_votes": split(0.87, 0.6)})
     write_json(runs[1].path / "status.json", {"votes": {"returncode": 1, "last_line": "error: no votes"}})
     write_json(runs[3].path / "status.json", {"train": {"returncode": 1, "last_line": "RuntimeError: boom"}})
     touch(runs[4].path / "checkpoint_last.pt")  # killed mid-run
     more = plan(tmp_path, seed_list=(5,))  # never launched
+    official = plan(tmp_path, seed_list=(10, 11))  # runs of the official protocol
+    for run, (oa, macc) in zip(official, ((0.86, 0.84), (0.87, 0.85))):
+        write_json(run.path / "metrics.json", official_metrics(oa, macc))
     table = load_table("scanobjectnn")
-    md_path, csv_path = aggregate.write(table, runs + more, {}, tmp_path / "results", "cmd")
+    md_path, csv_path = aggregate.write(table, runs + more + official, {}, tmp_path / "results", "cmd")
     md = md_path.read_text()
 
-    # OA: val last, val best, test, test with votes (one seed has them), published, difference
-    oa = "| pointmlp | 3 | 80.00 ± 0.00 | 82.00 ± 0.00 | 86.17 ± 1.26 | 87.00 ± — (n=1) | 85.4 | +0.77 |"
-    macc = "| pointmlp | 3 | 70.00 ± 0.00 | 72.00 ± 0.00 | 50.00 ± 0.00 | 60.00 ± — (n=1) | 83.9 | -33.90 |"
+    # OA: n per protocol, val last, val best, test, test at the last epoch, votes (one seed), official
+    # best test epoch; published paper and fixed-code figures, each Δ against our official figure
+    oa = (
+        "| pointmlp | 3 | 2 | 80.00 ± 0.00 | 82.00 ± 0.00 | 86.17 ± 1.26 | 85.17 ± 1.26 | 87.00 ± — (n=1) "
+        "| 86.50 ± 0.71 | 85.4 | +1.10 | 86.1 | +0.40 |"
+    )
+    macc = (
+        "| pointmlp | 3 | 2 | 70.00 ± 0.00 | 72.00 ± 0.00 | 50.00 ± 0.00 | 49.00 ± 0.00 | 60.00 ± — (n=1) "
+        "| 84.50 ± 0.71 | 83.9 | +0.60 | 84.4 | +0.10 |"
+    )
     assert oa in md.split("## mAcc")[0] and macc in md.split("## mAcc")[1]
-    assert "| pointmlp | 0 1 2 3 4 5 | 0 1 2 | 3 | 4 | 5 |" in md
+    assert "| pointmlp | 0 1 2 3 4 5 10 11 | 0 1 2 10 11 | 3 | 4 | 5 |" in md
     assert "pointmlp seed 3: failed: exit 1: RuntimeError: boom" in md
     assert "pointmlp seed 4: incomplete: checkpoint_last.pt but no metrics.json" in md
     assert "pointmlp seed 1: voting failed: exit 1: error: no votes" in md
-    assert "Image as Set of Points" in md  # the published source is cited
+    # every published source names where it is from, which code, which protocol and how it was checked
+    assert '**paper** (official protocol): Ma et al., "Image as Set of Points", ICLR 2023, Table 2' in md
+    assert "**README fixed std** (official protocol): pointMLP-pytorch README at 1ab7f04" in md
+    assert "Code: the std-fixed pointMLP-pytorch code" in md and "Checked: ../shared/reference/" in md
+    assert "| 2 × 16, SyncBN |" in md
 
     (line,) = list(csv.DictReader(csv_path.open()))
     assert float(line["oa_test_mean"]) == pytest.approx(86.0 + 1 / 6, abs=1e-4)
     assert float(line["oa_test_std"]) == pytest.approx(math.sqrt(57) / 6, abs=1e-4)
-    assert line["oa_test_n"] == "3" and line["oa_test_votes_n"] == "1"
-    assert float(line["oa_paper"]) == 85.4 and float(line["oa_paper_diff"]) == pytest.approx(0.7667, abs=1e-4)
-    assert (line["done"], line["failed"], line["incomplete"], line["missing"]) == ("0 1 2", "3", "4", "5")
-    assert float(line["train_min_mean"]) == 2.0
+    assert line["oa_test_n"] == "3" and line["oa_test_votes_n"] == "1" and line["oa_test_official_n"] == "2"
+    assert float(line["oa_paper"]) == 85.4 and float(line["oa_paper_diff"]) == pytest.approx(1.1, abs=1e-4)
+    assert float(line["macc_readme_fixed_std"]) == 84.4
+    states = (line["done"], line["failed"], line["incomplete"], line["missing"])
+    assert states == ("0 1 2 10 11", "3", "4", "5")
+    assert line["processes_x_batch"] == "2 × 16, SyncBN"
+
+
+def test_heldout_figures_are_compared_when_no_official_run_exists(tmp_path):
+    runs = plan(tmp_path, seed_list=(0, 1))
+    for run in runs:
+        write_json(run.path / "metrics.json", finished_metrics(0.85))
+    md = aggregate.write(load_table("scanobjectnn"), runs, {}, tmp_path / "r", "cmd")[0].read_text()
+    # the official column stays empty and so do the differences: published figures are official ones
+    row = "| pointmlp | 2 | 0 | 80.00 ± 0.00 | 82.00 ± 0.00 | 85.00 ± 0.00 | — | — | — "
+    assert row + "| 85.4 | — | 86.1 | — |" in md
 
 
 def test_image_table_reports_top1_top5_and_dashes_without_published_figures(tmp_path):
@@ -97,8 +134,8 @@ def test_image_table_reports_top1_top5_and_dashes_without_published_figures(tmp_
     write_json(run.path / "metrics.json", metrics)
     md = aggregate.write(load_table("mnist"), [run], {}, tmp_path / "r", "cmd")[0].read_text()
     assert "## top-1 (%)" in md and "## top-5 (%)" in md
-    assert "| coc_tiny_small | 1 | 80.00 ± — | 82.00 ± — | 90.00 ± — | — | — |" in md
-    assert "| coc_tiny_small | 1 | — | — | 99.00 ± — | — | — |" in md  # no top-5 recorded on val here
+    assert "| coc_tiny_small | 1 | 0 | 80.00 ± — | 82.00 ± — | 90.00 ± — | — | — | — | — |" in md
+    assert "| coc_tiny_small | 1 | 0 | — | — | 99.00 ± — | — | — | — | — |" in md  # no top-5 on val here
     assert "Published: — (none exists" in md
 
 
@@ -118,9 +155,9 @@ def fake_launcher(monkeypatch, result=(0, "ok", 1.0), write=None):
 def test_runner_skips_finished_resumes_killed_and_starts_missing_seeds(tmp_path, monkeypatch):
     finished, killed, fresh = plan(tmp_path, seed_list=(0, 1, 2))
     write_json(finished.path / "metrics.json", finished_metrics(0.9))
-    (finished.path / "config.yaml").write_text(yaml.safe_dump(finished.config))
+    (finished.path / "config.yaml").write_text(yaml.safe_dump(finished.config.to_dict()))
     touch(killed.path / "checkpoint_last.pt")
-    (killed.path / "config.yaml").write_text(yaml.safe_dump(killed.config))
+    (killed.path / "config.yaml").write_text(yaml.safe_dump(killed.config.to_dict()))
 
     def engine(command):  # what a successful `main.py train` leaves behind
         out = command[command.index("--out") + 1]
@@ -147,7 +184,8 @@ def test_runner_records_a_failure_and_refuses_a_run_of_another_config(tmp_path, 
     assert seeds.train(failing) is False and "metrics.json is missing" in failing.state()[1]
 
     write_json(other.path / "metrics.json", finished_metrics(0.9))
-    changed = dict(other.config, train=dict(other.config["train"], epochs=7))
+    changed = other.config.to_dict()
+    changed["train"]["epochs"] = 7
     (other.path / "config.yaml").write_text(yaml.safe_dump(changed))
     with pytest.raises(ValueError, match="another config .*train.epochs: 7 -> 1"):
         seeds.train(other)
@@ -185,6 +223,6 @@ def test_aggregate_only_writes_the_tables_with_every_seed_missing(tmp_path, caps
     args = ["modelnet40", "--seeds", "0", "1", "--out", str(tmp_path / "runs")]
     assert main([*args, "--results", str(tmp_path / "res"), "--aggregate-only"]) == 1  # nothing finished
     md = (tmp_path / "res" / "modelnet40.md").read_text()
-    assert "| pointmlp | 0 | — | — | — | — | 94.1 | — |" in md
+    assert "| pointmlp | 0 | 0 | — | — | — | — | — | — | 94.1 | — |" in md
     assert "| pointmlp_coc | 0 1 | — | — | — | 0 1 |" in md
     assert "pointmlp_coc" in (tmp_path / "res" / "modelnet40.csv").read_text()

@@ -26,12 +26,12 @@ def test_base_recipes_apply_in_order_under_the_file(tmp_path):
         "_base_: [recipes/a.yaml, b.yaml]\ntrain: {lr: 0.25}\nmodel: {kwargs: {k_neighbors: [4]}}\n"
     )
     config = load_config(row, ["train.batch_size=4"])
-    assert (config["train"]["lr"], config["train"]["epochs"], config["train"]["batch_size"]) == (0.25, 9, 4)
+    assert (config.train.lr, config.train.epochs, config.train.batch_size) == (0.25, 9, 4)
     # open dictionaries are replaced whole, as over the defaults
-    assert config["model"] == {"name": "pointmlp", "kwargs": {"k_neighbors": [4]}}
+    assert (config.model.name, config.model.kwargs) == ("pointmlp", {"k_neighbors": [4]})
 
     (tmp_path / "single.yaml").write_text("_base_: recipes/a.yaml\n")
-    assert load_config(tmp_path / "single.yaml")["train"]["epochs"] == 7
+    assert load_config(tmp_path / "single.yaml").train.epochs == 7
 
 
 def test_base_errors_name_the_file(tmp_path):
@@ -72,22 +72,22 @@ def test_every_table_row_resolves_to_a_registered_model(name):
     for row in table.rows:
         for smoke in (False, True):
             config = resolve(row, run_overrides(table, row, 3, smoke, []))
-            assert config["seed"] == 3
-            assert pointcoc.list_models(config["model"]["name"]) == [config["model"]["name"]]
+            assert config.seed == 3
+            assert pointcoc.list_models(config.model.name) == [config.model.name]
             if smoke:  # the smoke settings reach the config intact through their --set form
-                assert config["device"] == "cpu" and config["train"]["epochs"] == 1
-                assert config["data"]["kwargs"] == {**table.smoke, **row.smoke}["data.kwargs"]
+                assert config.device == "cpu" and config.train.epochs == 1
+                assert config.data.kwargs == {**table.smoke, **row.smoke}["data.kwargs"]
 
 
 def test_table_rows_keep_their_recipes():
     sonn = load_table("scanobjectnn")
-    epochs = {r.name: resolve(r, [])["train"]["epochs"] for r in sonn.rows}
+    epochs = {r.name: resolve(r, []).train.epochs for r in sonn.rows}
     assert epochs == {"pointmlp": 200, "pointmlp_elite": 200, "pointmlp_coc": 250}
     for row in load_table("modelnet10").rows:
         mn10 = resolve(row, [])
         recipe = load_config(EXPERIMENTS / "modelnet10" / f"{row.name}.yaml")
-        assert mn10["data"]["kwargs"] == recipe["data"]["kwargs"] and mn10["train"] == recipe["train"]
-        assert mn10["model"] == recipe["model"]
-        assert (mn10["data"]["val_fraction"], mn10["data"]["test_fraction"]) == (0.1, 0.2)
-    images = {r.name: resolve(r, [])["model"]["name"] for r in load_table("imagenet").rows}
+        assert mn10.data.kwargs == recipe.data.kwargs and mn10.train == recipe.train
+        assert mn10.model == recipe.model
+        assert (mn10.data.val_fraction, mn10.data.test_fraction) == (0.1, 0.2)
+    images = {r.name: resolve(r, []).model.name for r in load_table("imagenet").rows}
     assert images == {n: n for n in ("coc_tiny", "coc_tiny_plain", "coc_small", "coc_medium")}

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from experiments import seeds
+from experiments.aggregate import _slug
 from experiments.run import main
 from experiments.tables import load_table, table_names
 
@@ -62,9 +63,10 @@ def test_smoke_runs_every_table_and_fills_published_and_measured_columns(tmp_pat
             for source, figures in row.published.items():
                 for figure, value in figures.items():
                     assert any(f" {value:.3g} |" in t or f" {value:.1f} |" in t for t in row_lines)
-                    assert float(line[f"{figure}_{source.replace(' ', '_')}"]) == pytest.approx(value)
+                    assert float(line[f"{figure}_{_slug(source)}"]) == pytest.approx(value)
     imagenet = list(csv.DictReader((results / "imagenet.csv").open()))
-    assert imagenet[0]["top1_paper"] == "71.80" and imagenet[0]["top1_official_checkpoint"] == "73.20"
+    assert imagenet[0]["top1_paper"] == "71.80" and imagenet[0]["top1_readme_2024_02"] == "73.20"
+    assert imagenet[1]["top1_readme_2023_03"] == "72.90" and imagenet[1]["top1_readme_2024_02"] == "73.80"
     assert imagenet[0]["top5_test_mean"] != ""  # digits have 10 classes: top-5 is measured
 
     # a second pass skips every finished seed: nothing is launched again

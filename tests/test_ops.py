@@ -124,3 +124,23 @@ def test_pytorch3d_agrees_with_torch_path():
 def test_bad_arguments_name_themselves(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_knn_under_autocast_equals_float32(dtype):
+    torch.manual_seed(0)
+    points = torch.rand(2, 1024, 3)
+    queries = points[:, :512]
+    expected = knn_points(queries, points, 24, backend="torch")
+    with torch.autocast("cpu", dtype=dtype):
+        got = knn_points(queries, points, 24, backend="torch")
+        half_matmul = torch.baddbmm(
+            (queries**2).sum(-1, keepdim=True), queries, points.transpose(1, 2), alpha=-2.0
+        )
+        dist = square_distance(queries, points)
+    assert torch.equal(got, expected) and dist.dtype == torch.float32
+    # Without the float32 guard the neighbour sets do change: the check above can fail.
+    assert half_matmul.dtype == dtype
+    lossy_dist = half_matmul.float() + (points**2).sum(-1).unsqueeze(1)
+    lossy = lossy_dist.topk(24, dim=-1, largest=False).indices.sort(-1).values
+    assert (lossy != expected.sort(-1).values).any()

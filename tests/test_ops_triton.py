@@ -49,6 +49,13 @@ INTERPRETER_SCRIPT = textwrap.dedent(
             "torch": torch.equal(triton_idx, farthest_point_sample(pts, s, backend="torch")),
             "naive": pts.shape[1] > 100 or torch.equal(triton_idx, farthest_point_sample_naive(pts, s)),
         })
+    for n in (50, 3000):  # pointnet2_ops' near-origin skip and tie order, resident and blocked paths
+        pts = torch.rand(2, n, 3) * 2 - 1
+        pts[:, ::3] *= 0.02
+        pts[1, n // 2 :] = pts[1, : n - n // 2]
+        triton_idx = farthest_point_sample(pts, 40, backend="triton", skip_near_origin=True)
+        torch_idx = farthest_point_sample(pts, 40, backend="torch", skip_near_origin=True)
+        results.append({"shape": [2, n, 3], "torch": torch.equal(triton_idx, torch_idx), "naive": True})
     print(json.dumps(results))
     """
 )
@@ -62,7 +69,7 @@ def test_triton_kernel_matches_reference_in_interpreter():
     )
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads(done.stdout.strip().splitlines()[-1])
-    assert len(results) == 7
+    assert len(results) == 9
     for r in results:
         assert r["torch"] and r["naive"], r
 

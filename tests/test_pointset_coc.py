@@ -5,7 +5,7 @@ import pointcoc
 from pointcoc.cluster.reference import context_cluster_naive
 from pointcoc.layers import SetClusterMixer
 from pointcoc.models.pointset_coc import PointSetCoC, spatial_groups
-from pointcoc.ops import gather_points
+from pointcoc.ops import farthest_point_sample, gather_points
 
 
 def test_spatial_groups_are_anchor_neighbourhoods():
@@ -52,17 +52,12 @@ def test_mixer_equals_the_naive_operator_on_pooled_centers():
 
 
 def test_bad_configuration_and_inputs():
-    with pytest.raises(ValueError, match="one value per stage"):
-        PointSetCoC(dims=(32, 64), depths=(1,))
     with pytest.raises(ValueError, match="centers must be positive"):
         PointSetCoC(centers=(0, 8))
-    model = PointSetCoC(num_classes=3)
-    with pytest.raises(ValueError, match=r"xyz must have shape \[B, N, 3\]"):
-        model(torch.rand(2, 4, 30))
-    with pytest.raises(ValueError, match="non-finite"):
-        model(torch.full((2, 30, 3), float("nan")))
+    with pytest.raises(ValueError, match=r"depths must give one value per stage \(2\), got \[1\]"):
+        PointSetCoC(dims=(32, 64), depths=(1,))
     with pytest.raises(ValueError, match="num_samples"):
-        model(torch.rand(2, 10, 3))  # fewer points than the 16 centers of stage 1
+        PointSetCoC(num_classes=3)(torch.rand(2, 10, 3))  # fewer points than the 16 centers of stage 1
 
 
 def test_parameter_counts_and_input_transform():
@@ -85,18 +80,22 @@ def test_capture_clusters_reads_the_forward_assignments():
         out = model(xyz)
     assert sorted(stages) == [0, 1]
     for s, centers in enumerate(model.centers):
-        record = stages[s]
-        assert record.groups.shape == (3, centers, 64 // centers)
-        (assignment,) = record.assignments
-        assert assignment.shape == (3, 2, 64) and int(assignment.max()) < centers
+        stage = stages[s]
+        assert stage.centers == centers and not stage.within_groups and stage.point_idx is None
+        assert stage.groups.shape == (3, centers, 64 // centers)
+        assert torch.equal(stage.anchor_idx, farthest_point_sample(xyz, centers))
+        (block,) = stage.blocks
+        assert block.assignment.shape == (3, 2, 64) and int(block.assignment.max()) < centers
     # The recorded stage-0 assignment is the one the mixer's own inputs give.
     mixer = model.stages[0][0].token_mixer
     feats = model.stages[0][0].norm1(model.transitions[0](model.embed(xyz)))
     f = mixer.split_heads(mixer.f(feats))
     centers = mixer.split_heads(gather_points(mixer.f(feats), stages[0].groups).mean(2))
-    expected = torch.nn.functional.cosine_similarity(f.unsqueeze(2), centers.unsqueeze(1), dim=-1).argmax(-1)
-    assert torch.equal(stages[0].assignments[0], expected.reshape(3, 2, 64))
+    cosine = torch.nn.functional.cosine_similarity(f.unsqueeze(2), centers.unsqueeze(1), dim=-1)
+    assert torch.equal(stages[0].blocks[0].assignment, cosine.argmax(-1).reshape(3, 2, 64))
+    similarity = torch.sigmoid(mixer.sim_beta + mixer.sim_alpha * cosine.amax(-1)).reshape(3, 2, 64)
+    torch.testing.assert_close(stages[0].blocks[0].similarity, similarity)
     # nothing is kept after the with, and capturing does not change the output
-    assert model._captured is None and mixer.last_result is None and not mixer.record_assignment
+    assert mixer.last_result is None and not mixer.record_assignment
     with torch.no_grad():
         torch.testing.assert_close(model(xyz), out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -48,16 +49,14 @@ def smooth_image(path: Path, size: int = 224) -> Path:
 
 def save_checkpoint(path: Path, name: str, kwargs: dict, classes: list[str], *settings: str) -> Path:
     """A checkpoint in the trainer's format (random weights, seeded) for ``name`` with ``classes``."""
-    config = load_config(None, [f"model.name={name}", *settings])
-    config["model"]["kwargs"] = dict(kwargs)
+    config = load_config(None, [f"model.name={name}", f"model.kwargs={json.dumps(kwargs)}", *settings])
     build = dict(kwargs)
     if name.startswith("pointmlp"):
-        build["num_points"] = int(config["data"]["num_points"])
+        build["num_points"] = config.data.num_points
     torch.manual_seed(0)
     model = pointcoc.create_model(name, num_classes=len(classes), **build)
-    save_atomic(
-        {"model": model.state_dict(), "ema": None, "config": config, "classes": classes, "epoch": 1}, path
-    )
+    state = {"model": model.state_dict(), "ema": None, "config": config.to_dict(), "classes": classes}
+    save_atomic({**state, "epoch": 1, "model_cfg": model.model_cfg.to_dict()}, path)
     return path
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -36,9 +38,9 @@ def colours(picture: np.ndarray) -> set[tuple[int, ...]]:
 def captured(viz: VizModel, path, stage: int, block: int, head: int) -> np.ndarray:
     """The assignment map straight from the model's capture API, for comparison."""
     x, _ = image_model_input(viz, Image.open(path).convert("RGB"))
-    with torch.no_grad(), viz.model.capture_assignments() as maps:
+    with torch.no_grad(), viz.model.capture_clusters() as stages:
         viz.model(x)
-    return maps[(stage, block)][0, head].numpy()
+    return stages[stage].blocks[block].assignment[0, head].numpy()
 
 
 # (stage, regions per side, centers per region): CoC-Tiny folds 8/4/2/1 with 2x2 proposals at 224 px,
@@ -72,7 +74,7 @@ def test_without_regions_every_center_of_the_map_has_its_colour(tmp_path):
 def test_maps_padded_to_the_folds_keep_borders_at_the_region_size(tmp_path):
     # 200 px -> a 50x50 stage-0 map, clustered padded to 56x56: regions of 7 cells, 8 px per cell at 400 px
     viz = tiny_viz()
-    viz.image_size = 200
+    viz.model.model_cfg = dataclasses.replace(viz.model.model_cfg, input_size=(3, 200, 200))
     picture = visualize(viz, smooth_image(tmp_path / "s.png"), stage=0, block=0, alpha=1.0).picture
     assert picture.shape == (400, 400, 3)
     expected = sorted(p for k in range(1, 8) for p in (56 * k - 1, 56 * k))

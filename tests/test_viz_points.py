@@ -13,12 +13,11 @@ from test_viz_helpers import POINT_CLASSES, SHARED_DATA, TINY_POINTS, point_chec
 
 import main
 import pointcoc
-from pointcoc.ops import farthest_point_sample, gather_points, knn_points
 from pointcoc.viz import visualize
 from pointcoc.viz.colors import CONTEXT, UNGROUPED, cluster_colors, hex_color
 from pointcoc.viz.loading import VizModel
-from pointcoc.viz.point_clusters import group_owner, point_clusters, survival
-from pointcoc.viz.visualize import capture_points
+from pointcoc.viz.point_clusters import point_clusters, survival
+from pointcoc.viz.visualize import capture
 
 N = 256
 
@@ -32,62 +31,13 @@ def cloud(seed: int = 0) -> torch.Tensor:
     return torch.rand(N, 3, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
 
-def test_capture_records_the_forwards_own_sampling_groups_and_assignments():
-    model = tiny_model(cluster_heads=2)
-    xyz = torch.stack([cloud(0), cloud(1)])
-    with torch.no_grad():
-        plain = model(xyz)
-    with torch.no_grad(), model.capture_clusters() as stages:
-        logits = model(xyz)
-    assert torch.equal(logits, plain)  # capturing changes nothing
-    assert sorted(stages) == [0, 1, 2, 3]
-    points = xyz
-    for s, samples in enumerate(model.stage_samples):
-        g = stages[s]
-        assert torch.equal(g.points, points)
-        assert torch.equal(g.anchor_idx, farthest_point_sample(points, samples))
-        anchors = gather_points(points, g.anchor_idx)
-        assert torch.equal(g.neighbours, knn_points(anchors, points, 10))
-        assert len(g.blocks) == len(model.stages[s].pre)
-        for record in g.blocks:
-            assert record.assignment.shape == record.similarity.shape == (2, samples, 2, 10)
-            assert (record.assignment == 0).all()  # one center per group: its mean
-            assert ((record.similarity > 0) & (record.similarity < 1)).all()
-        points = anchors
-    # the flags and records are left as they were
-    assert not any(st.grouper.record_indices or st.grouper.last_indices for st in model.stages)
-    assert not any(
-        b.cluster.record_assignment or b.cluster.last_result for st in model.stages for b in st.pre
-    )
-
-
-def test_capture_similarity_is_the_mixers_own_result():
-    model = tiny_model()
-    mixer = model.stages[1].pre[0].cluster
-    mixer.record_assignment = True
-    with torch.no_grad():
-        model(cloud()[None])
-    expected = mixer.last_result.similarity.reshape(1, model.stage_samples[1], 1, 10)
-    mixer.record_assignment = False
-    with torch.no_grad(), model.capture_clusters() as stages:
-        model(cloud()[None])
-    assert torch.equal(stages[1].blocks[0].similarity, expected)
-
-
-def test_group_owner_takes_the_most_similar_group_and_marks_ungrouped_points():
-    neighbours = torch.tensor([[0, 1, 2], [2, 3, 4], [4, 1, 0]])
-    score = torch.tensor([[0.9, 0.2, 0.5], [0.7, 0.8, 0.1], [0.3, 0.6, 0.4]])
-    owner = group_owner(neighbours, score, num_points=6)
-    assert owner.tolist() == [0, 2, 1, 1, 2, -1]
-
-
 def test_cluster_layer_shows_every_group_and_colours_points_by_their_group():
     model = tiny_model()
-    _, stages = capture_points(model, cloud()[None])
+    _, stages = capture(model, cloud()[None])
     for stage, samples in enumerate(model.stage_samples):
-        clusters = point_clusters(stages, stage, 0, 0)
+        clusters = point_clusters(stages[stage], 0, 0)
         assert clusters.num_groups == samples and clusters.group_size == 10
-        groups = stages[stage].neighbours[0].numpy()
+        groups = stages[stage].groups[0].numpy()
         held = clusters.owner >= 0
         assert all(i in groups[o] for i, o in enumerate(clusters.owner) if o >= 0)  # owners hold their points
         assert held.sum() == len(np.unique(groups))
@@ -95,15 +45,15 @@ def test_cluster_layer_shows_every_group_and_colours_points_by_their_group():
 
 def test_survival_counts_the_points_each_sampling_keeps():
     model = tiny_model()
-    _, stages = capture_points(model, cloud()[None])
-    depth = survival(stages)
+    _, stages = capture(model, cloud()[None])
+    depth = survival(stages, N)
     assert [(depth >= s).sum() for s in range(5)] == [N, *model.stage_samples]
 
 
 @pytest.mark.parametrize("stage", [0, 2])
 def test_picture_and_html_show_one_colour_per_group_of_the_stage(tmp_path, stage):
     model = tiny_model()
-    viz = VizModel(model, "pointmlp_coc_elite", "random weights", None, num_points=N)
+    viz = VizModel(model, "pointmlp_coc_elite", "random weights", None)
     result = visualize(viz, sphere_ply(tmp_path / "s.ply", n=2 * N), stage=stage)
     groups = model.stage_samples[stage]
     palette = {tuple(c) for c in cluster_colors(groups)}
@@ -129,7 +79,7 @@ def test_picture_and_html_show_one_colour_per_group_of_the_stage(tmp_path, stage
 
 def test_a_model_without_cluster_blocks_shows_its_knn_groups(tmp_path):
     model = tiny_model("pointmlp_elite")
-    viz = VizModel(model, "pointmlp_elite", "random weights", None, num_points=N)
+    viz = VizModel(model, "pointmlp_elite", "random weights", None)
     result = visualize(viz, sphere_ply(tmp_path / "s.ply", n=N), stage=1)
     assert "stage 1 block 0: 64 groups of 10" in result.summary
     assert len(result.layers) == len(model.stages) + 1  # one "block" per stage: its groups
@@ -161,7 +111,7 @@ def test_cli_png_and_html_of_a_checkpoint_on_real_files(tmp_path, capsys):
 def test_point_set_coc_colours_every_point_by_the_center_it_joined(tmp_path):
     torch.manual_seed(0)
     model = pointcoc.create_model("pointset_coc", num_classes=6, num_points=N).eval()
-    viz = VizModel(model, "pointset_coc", "random weights", None, num_points=N)
+    viz = VizModel(model, "pointset_coc", "random weights", None)
     result = visualize(viz, sphere_ply(tmp_path / "s.ply", n=2 * N), stage=1, head=2)
     assert "stage 1 block 0: 8 centers" in result.summary and "head 2" in result.summary
     assert len(result.layers) == 2  # one block per stage, no sampling layer: every stage keeps every point
@@ -172,7 +122,7 @@ def test_point_set_coc_colours_every_point_by_the_center_it_joined(tmp_path):
     palette = cluster_colors(8)
     layer = result.layers[1]
     anchors = stages[1].anchor_idx[0].numpy()
-    assignment = stages[1].assignments[0][0, 2].numpy()
+    assignment = stages[1].blocks[0].assignment[0, 2].numpy()
     plain = np.ones(N, dtype=bool)
     plain[anchors] = False
     assert (layer.colors[plain] == palette[assignment[plain]]).all()

@@ -1,4 +1,5 @@
-"""Training writes cluster pictures of fixed validation samples to TensorBoard on the configured epochs."""
+"""Training writes cluster pictures of fixed validation samples to TensorBoard on the configured epochs
+(the callback ``main.py`` passes to the engine)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,14 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_engine_helpers import tiny_image_config, tiny_point_config
 
-from pointcoc.engine import train
+from main import training_callbacks
+from pointcoc.engine import train as engine_train
 from pointcoc.viz.colors import BORDER, cluster_colors
+
+
+def train(config, out):
+    """Training as ``main.py train`` runs it."""
+    return engine_train(config, out, callbacks=training_callbacks(config))
 
 
 def cluster_images(run) -> dict[str, list]:

@@ -1,7 +1,14 @@
 """The context-cluster operator and the ways of forming point sets and centers for it."""
 
 from .op import ClusterResult, context_cluster, cosine_similarity_to_centers
-from .regions import fold_regions, grid_centers, grid_to_points, points_to_grid, unfold_regions
+from .regions import (
+    fold_regions,
+    grid_centers,
+    grid_to_points,
+    padded_to_folds,
+    points_to_grid,
+    unfold_regions,
+)
 
 __all__ = [
     "ClusterResult",
@@ -10,6 +17,7 @@ __all__ = [
     "fold_regions",
     "grid_centers",
     "grid_to_points",
+    "padded_to_folds",
     "points_to_grid",
     "unfold_regions",
 ]

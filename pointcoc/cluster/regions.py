@@ -24,6 +24,13 @@ def fold_regions(x: torch.Tensor, folds: tuple[int, int]) -> torch.Tensor:
     return x.reshape(b * fh * fw, c, h // fh, w // fw)
 
 
+def padded_to_folds(size: tuple[int, int], folds: tuple[int, int]) -> tuple[int, int]:
+    """``(H, W)`` rounded up to multiples of the folds ``(fh, fw)``: the size a map is split into regions at
+    when its sides do not divide (see :class:`pointcoc.layers.RegionClusterMixer`)."""
+    (h, w), (fh, fw) = size, folds
+    return -(-h // fh) * fh, -(-w // fw) * fw
+
+
 def unfold_regions(x: torch.Tensor, folds: tuple[int, int]) -> torch.Tensor:
     """Inverse of :func:`fold_regions`."""
     fh, fw = folds

@@ -50,7 +50,8 @@ def _point_model(
         kwargs = {_POINT_ARGS.get(k, k): v for k, v in kwargs.items()}
         if kwargs.pop("groups", 1) != 1:
             raise ValueError("official PointMLP with groups > 1 (grouped convolutions) is not supported")
-        model = PointMLP(**kwargs, cluster=cluster, input_layout="BCN")
+        # The official models sampled anchors with pointnet2_ops' CUDA kernel: reproduce it, skip included.
+        model = PointMLP(**kwargs, cluster=cluster, input_layout="BCN", fps_skip_near_origin=True)
         return model, lambda sd: convert_pointmlp(sd, cluster)
 
     return build
@@ -71,7 +72,8 @@ def official_model(builder: str, kwargs: dict[str, Any], state_dict: StateDict |
     """Our model equivalent to ``builder(**kwargs)`` of the official code, ``state_dict`` loaded strictly.
 
     The model is returned in eval mode and takes inputs in the official layout
-    (points ``[B, 3, N]``, images ``[B, 3, H, W]``).
+    (points ``[B, 3, N]``, images ``[B, 3, H, W]``); point models sample their anchors as pointnet2_ops'
+    CUDA kernel (``fps_skip_near_origin=True``), which the official training and evaluation used.
     """
     if builder not in OFFICIAL_BUILDERS:
         raise ValueError(

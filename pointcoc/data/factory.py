@@ -31,6 +31,11 @@ def dataset_names() -> list[str]:
     return sorted([*POINT_DATASETS, *EMBEDDED, *IMAGE_DATASETS])
 
 
+def is_image_dataset(name: str) -> bool:
+    """Whether ``name`` yields images (which take a per-image training ``crop``) rather than point sets."""
+    return name in IMAGE_DATASETS or name == "digits"
+
+
 def build_dataset(
     name: str,
     root: str | Path | None = None,
@@ -48,8 +53,11 @@ def build_dataset(
     ``canonical`` a canonical pose for axis-aligned data with ambiguous axis order/signs, in both cases.
     ``kwargs`` go to the dataset (e.g. ``variant`` for ScanObjectNN, ``cache_dir``, ``seed``) or, for point
     sets, to :func:`train_transform` when prefixed ``aug_`` (``aug_jitter=0.01``, ``aug_rotate_axis=1``).
-    Image folders read ``root/split`` when it exists, else ``root``.
+    Image folders read ``root/split`` when it exists, else ``root``; image sets take ``crop`` (a
+    :class:`~pointcoc.data.images.RandomResizedCrop`) to cut each training image in the loader workers.
     """
+    if name not in dataset_names():
+        raise ValueError(f"unknown dataset {name!r} (data.name); choose from {', '.join(dataset_names())}")
     augment = split == "train" if augment is None else augment
     if name in POINT_DATASETS or name == "procedural":
         aug = {k[4:]: kwargs.pop(k) for k in list(kwargs) if k.startswith("aug_")}
@@ -58,18 +66,18 @@ def build_dataset(
         if name == "procedural":
             return ProceduralShapes(split, num_points, transform, **kwargs)
         if root is None:
-            raise ValueError(f"dataset {name!r} needs a root folder")
+            raise ValueError(f"dataset {name!r} needs a root folder (data.root)")
+        if POINT_DATASETS[name] is ModelNetH5:
+            kwargs.setdefault("dataset", name)
         return POINT_DATASETS[name](root, split=split, num_points=num_points, transform=transform, **kwargs)
     if name == "digits":
         return Digits(split, **kwargs)
     if root is None:
-        raise ValueError(f"dataset {name!r} needs a root folder")
+        raise ValueError(f"dataset {name!r} needs a root folder (data.root)")
     if name == "mnist":
         return MNIST(root, split, **kwargs)
-    if name == "imagefolder":
-        folder = Path(root) / split
-        return ImageFolder(folder if folder.is_dir() else root, train=augment, **kwargs)
-    raise ValueError(f"unknown dataset {name!r}; choose from {dataset_names()}")
+    folder = Path(root) / split  # imagefolder, the one name left
+    return ImageFolder(folder if folder.is_dir() else root, train=augment, **kwargs)
 
 
 def build_loader(

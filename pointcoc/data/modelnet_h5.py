@@ -10,7 +10,14 @@ from ._io import check_labels, check_points, read_h5, read_lines, require_dir, r
 from .point_dataset import PointCloudDataset
 from .point_transforms import PointTransform
 
-MODELNET_HINT = "prepare it with `python -m datasets.modelnet40 --root DIR` (or datasets.modelnet10)"
+
+def modelnet_hint(dataset: str | None) -> str:
+    """How to prepare the folder: the script of the named set (``modelnet40``/``modelnet10``), else both."""
+    if dataset in ("modelnet40", "modelnet10"):
+        return f"prepare it with `python -m datasets.{dataset} --root DIR`"
+    return "prepare it with `python -m datasets.modelnet40 --root DIR` (or datasets.modelnet10)"
+
+
 SCANOBJECTNN_HINT = "see `python -m datasets.scanobjectnn` for how to obtain h5_files"
 
 # ScanObjectNN's label order (its training scripts' object list).
@@ -34,7 +41,8 @@ class ModelNetH5(PointCloudDataset):
     """ModelNet40/10 (or any set) in the PointNet hdf5 layout.
 
     ``root`` holds ``{split}_files.txt`` listing ``*.h5`` files (``data [S, P, 3]``, ``label [S, 1]``) and
-    ``shape_names.txt``. List entries are resolved by file name inside ``root``, since the official lists
+    ``shape_names.txt``. ``dataset`` (``modelnet40``/``modelnet10``) names the preparation script that error
+    messages suggest. List entries are resolved by file name inside ``root``, since the official lists
     carry the original ``data/modelnet40_ply_hdf5_2048/`` prefix.
     """
 
@@ -44,14 +52,16 @@ class ModelNetH5(PointCloudDataset):
         split: str = "train",
         num_points: int = 1024,
         transform: PointTransform | None = None,
+        dataset: str | None = None,
     ) -> None:
-        root = require_dir(root, "ModelNet hdf5", MODELNET_HINT)
-        classes = read_lines(require_file(root / "shape_names.txt", "class list", MODELNET_HINT))
+        self.hint = modelnet_hint(dataset)
+        root = require_dir(root, "ModelNet hdf5", self.hint)
+        classes = read_lines(require_file(root / "shape_names.txt", "class list", self.hint))
         files = self.split_files(root, split)
         points, labels = [], []
         for path in files:
-            arrays = read_h5(path, ("data", "label"), MODELNET_HINT)
-            points.append(check_points(arrays["data"], path, num_points, MODELNET_HINT))
+            arrays = read_h5(path, ("data", "label"), self.hint)
+            points.append(check_points(arrays["data"], path, num_points, self.hint))
             labels.append(check_labels(arrays["label"], len(classes), path, "check shape_names.txt"))
             if len(labels[-1]) != len(points[-1]):
                 raise ValueError(
@@ -60,13 +70,12 @@ class ModelNetH5(PointCloudDataset):
         self.files = files
         super().__init__(np.concatenate(points), np.concatenate(labels), classes, num_points, transform)
 
-    @staticmethod
-    def split_files(root: Path, split: str) -> list[Path]:
-        listing = require_file(root / f"{split}_files.txt", f"'{split}' split list", MODELNET_HINT)
+    def split_files(self, root: Path, split: str) -> list[Path]:
+        listing = require_file(root / f"{split}_files.txt", f"'{split}' split list", self.hint)
         names = [Path(line).name for line in read_lines(listing)]
         if not names:
-            raise ValueError(f"{listing} lists no h5 files; {MODELNET_HINT}")
-        return [require_file(root / name, f"h5 listed in {listing.name}", MODELNET_HINT) for name in names]
+            raise ValueError(f"{listing} lists no h5 files; {self.hint}")
+        return [require_file(root / name, f"h5 listed in {listing.name}", self.hint) for name in names]
 
 
 class ScanObjectNN(PointCloudDataset):

@@ -7,7 +7,7 @@ different augmentations without extra worker-init code.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Callable
 
 import torch
@@ -163,6 +163,35 @@ def rotation_about(axis: int, angle: float, dtype: torch.dtype = torch.float32) 
     rot = torch.eye(3, dtype=dtype)
     rot[i, i], rot[i, j], rot[j, i], rot[j, j] = c, -s, s, c
     return rot
+
+
+# PointcloudScale(0.85, 1.15) of the official ModelNet40 vote (classification_ModelNet40/voting.py).
+OFFICIAL_VOTE_SCALE = (0.85, 1.15)
+
+
+def official_vote_views(
+    points: torch.Tensor,
+    votes: int = 10,
+    scale: tuple[float, float] = OFFICIAL_VOTE_SCALE,
+    generator: torch.Generator | None = None,
+) -> Iterator[torch.Tensor]:
+    """The views of a clean test batch ``[B, N, C]`` that the official ModelNet40 vote averages.
+
+    View 0 is the batch itself. In voting.py ``new_data = data`` aliases the batch and ``PointcloudScale``
+    multiplies it in place, so every later view scales the previous one again: view ``v`` is the batch
+    times the product of ``v`` draws of a per-shape, per-axis U(lo, hi) factor (float64 draws cast to
+    float32, multiplied in turn, as there). Only xyz (the first three channels) is scaled. A fresh batch
+    starts clean again, as each repeat of the official script reloads it.
+    """
+    if votes < 1:
+        raise ValueError(f"votes must be >= 1, got {votes}")
+    lo, hi = scale
+    view = points.clone()
+    yield view.clone()
+    for _ in range(votes - 1):
+        draw = torch.rand(points.shape[0], 1, 3, dtype=torch.float64, generator=generator) * (hi - lo) + lo
+        view[..., :3] = view[..., :3] * draw.to(points.device, points.dtype)
+        yield view.clone()
 
 
 def train_transform(

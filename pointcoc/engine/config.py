@@ -1,66 +1,258 @@
-"""Run configuration: defaults, YAML recipes and ``--set key=value`` overrides with dotted keys."""
+"""Run configuration: typed sections, YAML recipes (with ``_base_`` includes) and ``--set key=value``
+overrides with dotted keys.
+
+A config is assembled as plain nested dictionaries (defaults <- recipe files <- overrides, unknown keys
+refused), then converted once into a :class:`RunConfig`: every value is checked and cast to its field's type
+there, so the engine reads ``config.train.lr`` as a float and never casts again. ``to_dict()`` gives back the
+YAML form (for ``config.yaml``, checkpoints and diffs).
+"""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Union
 
+import torch
 import yaml
 
-# Every key a recipe may set; a recipe or override naming any other key is refused (typos fail loudly).
-# ``*.kwargs`` and ``data.image_recipe`` are open dictionaries passed through to constructors.
-DEFAULTS: dict[str, Any] = {
-    "seed": 0,
-    "device": "auto",  # auto | cpu | cuda | cuda:N
-    "model": {"name": "pointmlp_coc_elite", "kwargs": {}},
-    "data": {
-        "name": "procedural",
-        "root": None,
-        "split": "test",  # evaluated once after training and by `main.py test`; null: none
-        "train_split": "train",
-        "val_split": "val",  # null: hold out val_fraction of the training split instead
-        "val_fraction": 0.2,
-        "test_fraction": 0.0,  # > 0 with split null: hold out a test part of the training split too
-        "num_points": 1024,
-        "augment": True,
-        "kwargs": {},  # to build_dataset (aug_* for point transforms, per_class, variant, channels, ...)
-        "image_recipe": {},  # ImageRecipe fields for image sets
-        "num_workers": 0,
-    },
-    "train": {
-        "epochs": 300,
-        "batch_size": 32,  # global: split evenly across DDP ranks
-        "optimizer": "sgd",  # sgd | adamw
-        "lr": 0.1,
-        "lr_reference_batch": None,  # scale lr by batch_size / this (linear scaling rule)
-        "momentum": 0.9,
-        "nesterov": False,
-        "betas": [0.9, 0.999],
-        "weight_decay": 2e-4,
-        "min_lr": 0.005,
-        "warmup_epochs": 0,
-        "warmup_lr": 1e-6,
-        "label_smoothing": 0.2,
-        "grad_clip": None,
-        "amp": None,  # null | bf16 | fp16
-        "ema_decay": None,  # e.g. 0.999: keep EMA weights, evaluate and select with them
-        "eval_every": 1,
-    },
-    "runtime": {
-        "compile": False,
-        "threads": 0,
-        "sync_bn": False,
-        "progress": True,
-        "grad_checkpointing": False,  # recompute block activations in backward (models that support it)
-    },
-    # TensorBoard cluster pictures of the first `cluster_images` validation samples on epoch 1, every
-    # `cluster_images_every` epochs and on the last (0: never); a few forwards of single samples each time
-    "log": {"cluster_images_every": 10, "cluster_images": 4},
-}
+from ..data.image_augment import ImageRecipe, image_recipe
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "pointmlp_coc_elite"
+    kwargs: dict[str, Any] = field(default_factory=dict)  # to the model's constructor
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "procedural"
+    root: str | None = None
+    split: str | None = "test"  # evaluated once after training and by `main.py test`; null: none
+    train_split: str | None = "train"  # null: a set with one unnamed split (an unprefixed MNIST pair)
+    val_split: str | None = "val"  # null: hold out val_fraction of the training split instead
+    val_fraction: float = 0.2
+    test_fraction: float = 0.0  # > 0 with split null: hold out a test part of the training split too
+    num_points: int = 1024
+    augment: bool = True
+    kwargs: dict[str, Any] = field(default_factory=dict)  # to build_dataset (aug_*, per_class, variant, ...)
+    image_recipe: dict[str, Any] = field(default_factory=dict)  # ImageRecipe fields for image sets
+    num_workers: int = 0
+
+    def recipe(self, **defaults: Any) -> ImageRecipe:
+        """The image recipe: ``defaults`` (e.g. the run's label smoothing), then ``image_recipe``."""
+        return image_recipe({**defaults, **self.image_recipe})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 300  # length of the warm-up + cosine schedule
+    cooldown_epochs: int = 0  # then this many at min_lr (timm's --cooldown-epochs)
+    batch_size: int = 32  # global: split evenly across DDP ranks
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.1
+    lr_reference_batch: int | None = None  # scale lr by batch_size / this (linear scaling rule)
+    momentum: float = 0.9
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 2e-4
+    # all: every parameter (the official point scripts); no_norm_bias: weights only (timm, the image recipe)
+    weight_decay_scope: Literal["all", "no_norm_bias"] = "no_norm_bias"
+    min_lr: float = 0.005
+    warmup_epochs: float = 0.0
+    warmup_lr: float = 1e-6
+    label_smoothing: float = 0.2
+    grad_clip: float | None = None
+    amp: Literal["bf16", "fp16"] | None = None
+    ema_decay: float | None = None  # e.g. 0.999: keep EMA weights, evaluate and select with them
+    eval_every: int = 1
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    compile: bool = False
+    threads: int = 0  # 0: torch's choice
+    sync_bn: bool = False
+    progress: bool = True
+    grad_checkpointing: bool = False  # recompute block activations in backward (models that support it)
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    # TensorBoard cluster pictures (added by main.py) of the first `cluster_images` validation samples on
+    # epoch 1, every `cluster_images_every` epochs and on the last (0: never)
+    cluster_images_every: int = 10
+    cluster_images: int = 4
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain dictionaries and lists: the YAML form, loadable with ``weights_only``."""
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> RunConfig:
+        """Defaults <- ``data`` (keys it leaves out keep their defaults; unknown keys are refused), checked
+        and converted. Errors start with ``source``, where ``data`` came from."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{source}: expected a mapping of config keys, got {type(data).__name__}")
+        merged = defaults()
+        try:
+            _merge(merged, data)
+            return _convert_section(cls, merged, "")
+        except ValueError as exc:
+            raise ValueError(f"{source}: {exc}") from None
+
 
 # Keys that may change between a checkpoint and the run resuming from it.
 RESUMABLE_CHANGES = ("runtime", "device", "data.num_workers", "log")
+# Range checks beyond the types: (dotted key, test, what is expected)
+_RANGES = (
+    ("train.epochs", lambda v: v >= 1, "at least 1"),
+    ("train.batch_size", lambda v: v >= 1, "at least 1"),
+    ("train.eval_every", lambda v: v >= 1, "at least 1"),
+    ("data.num_points", lambda v: v >= 1, "at least 1"),
+    ("data.val_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("data.test_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("data.num_workers", lambda v: v >= 0, "0 or more"),
+    ("runtime.threads", lambda v: v >= 0, "0 or more"),
+)
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def defaults() -> dict[str, Any]:
+    return RunConfig().to_dict()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _open_keys(cls: type = RunConfig, prefix: str = "") -> set[str]:
+    """Dotted keys of the open dictionaries (``model.kwargs``, ``data.image_recipe``, ...): any key under them
+    is passed through to a constructor, which checks it."""
+    out = set()
+    for f in dataclasses.fields(cls):
+        hint = typing.get_type_hints(cls)[f.name]
+        if dataclasses.is_dataclass(hint):
+            out |= _open_keys(hint, f"{prefix}{f.name}.")
+        elif typing.get_origin(hint) is dict:
+            out.add(prefix + f.name)
+    return out
+
+
+OPEN_KEYS = frozenset(_open_keys())
+
+
+def _is_open(path: list[str]) -> bool:
+    return any(".".join(path[: i + 1]) in OPEN_KEYS for i in range(len(path)))
+
+
+def _convert_section(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        key, hint = prefix + f.name, hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(values[f.name], dict):
+                raise ValueError(f"{key}: expected a mapping of keys, got {values[f.name]!r}")
+            kwargs[f.name] = _convert_section(hint, values[f.name], key + ".")
+        else:
+            kwargs[f.name] = _convert(values[f.name], hint, key)
+    config = cls(**kwargs)
+    if cls is RunConfig:
+        _check(config)
+    return config
+
+
+def _convert(value: Any, hint: Any, key: str) -> Any:
+    """``value`` as type ``hint``, or one ValueError naming ``key`` and what it expects."""
+    cast = _cast(value, hint)
+    if cast is _FAIL:
+        raise ValueError(f"{key}: expected {_describe(hint)}, got {value!r}")
+    return cast
+
+
+_FAIL = object()
+
+
+def _cast(value: Any, hint: Any) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):  # only ``X | None`` is used
+        return None if value is None else _cast(value, _not_none(args))
+    if origin is Literal:
+        return value if value in args else _FAIL
+    if origin is dict:
+        return copy.deepcopy(value) if isinstance(value, dict) else _FAIL
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            return _FAIL
+        items = tuple(_cast(v, a) for v, a in zip(value, args))
+        return _FAIL if any(i is _FAIL for i in items) else items
+    if isinstance(value, bool):
+        return value if hint is bool else _FAIL  # true is no number, 1 no boolean
+    if hint is int:
+        return int(value) if isinstance(value, (int, float)) and float(value).is_integer() else _FAIL
+    if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                return _FAIL
+        return float(value) if isinstance(value, (int, float)) else _FAIL
+    return value if isinstance(value, hint) else _FAIL
+
+
+def _not_none(args: tuple[Any, ...]) -> Any:
+    (inner,) = [a for a in args if a is not type(None)]
+    return inner
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        return f"{_describe(_not_none(args))} or null"
+    if origin is Literal:
+        return "one of " + ", ".join(map(repr, args))
+    if origin is dict:
+        return "a mapping"
+    if origin is tuple:
+        return f"a list of {len(args)} values, each {_describe(args[0])}"
+    return _TYPE_NAMES[hint]
+
+
+def _check(config: RunConfig) -> None:
+    for key, ok, expected in _RANGES:
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if not ok(value):
+            raise ValueError(f"{key}: expected {expected}, got {value!r}")
+    if config.device != "auto":
+        try:
+            device = torch.device(config.device)
+        except RuntimeError:
+            device = None
+        if device is None or device.type not in ("cpu", "cuda"):
+            raise ValueError(f"device: expected auto, cpu, cuda or cuda:N, got {config.device!r}")
+    config.data.recipe()  # unknown or retired data.image_recipe keys fail here, at load
 
 
 def parse_value(text: str) -> Any:
@@ -89,17 +281,17 @@ def set_dotted(config: dict[str, Any], key: str, value: Any, strict: bool = True
     node[leaf] = value
 
 
-def _is_open(path: list[str]) -> bool:
-    return bool(path) and (path[-1] in ("kwargs", "image_recipe") or any(p.endswith("kwargs") for p in path))
-
-
-def _merge(base: dict[str, Any], update: dict[str, Any], prefix: str = "") -> None:
+def _merge(config: dict[str, Any], update: dict[str, Any], prefix: str = "") -> None:
+    """Merge ``update`` (the section at ``prefix``) into ``config`` key by key; open dictionaries whole."""
     for key, value in update.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and isinstance(base.get(key), dict) and not _is_open(dotted.split(".")):
-            _merge(base[key], value, dotted + ".")
+        node: Any = config
+        for part in dotted.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(value, dict) and isinstance(node, dict) and not _is_open(dotted.split(".")):
+            _merge(config, value, dotted + ".")
         else:
-            set_dotted(base, key, copy.deepcopy(value), strict=not _is_open(prefix.rstrip(".").split(".")))
+            set_dotted(config, dotted, copy.deepcopy(value))
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
@@ -135,18 +327,19 @@ def _apply_recipe(config: dict[str, Any], path: Path, chain: tuple[Path, ...] = 
     _merge(config, loaded)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Defaults <- the YAML file (after its ``_base_`` files) <- overrides; unknown keys are refused."""
-    config = copy.deepcopy(DEFAULTS)
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Defaults <- the YAML file (after its ``_base_`` files) <- overrides; unknown keys are refused, and
+    every value is checked against its key's type (one error naming the key)."""
+    config = defaults()
     if path is not None:
         _apply_recipe(config, Path(path))
     for key, value in parse_overrides(overrides).items():
         set_dotted(config, key, value)
-    return config
+    return _convert_section(RunConfig, config, "")
 
 
-def save_config(config: dict[str, Any], path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(config, sort_keys=False))
+def save_config(config: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
 def differences(

@@ -4,14 +4,16 @@ and the per-batch preparation that turns a loader batch into model inputs and so
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
 from ..data import PointCloudDataset, build_dataset
-from ..data.image_augment import ImageEvalTransform, ImageRecipe, ImageTrainAugment, smooth_one_hot
+from ..data.factory import is_image_dataset
+from ..data.image_augment import ImageEvalTransform, ImageTrainAugment, smooth_one_hot
+from ..models.model_cfg import InputKind
+from .config import DataConfig
 
 HOLDOUT_SEED = 0  # fixed, so the validation part stays the same whatever the run's seed
 
@@ -22,7 +24,22 @@ class RunData:
     val: Dataset
     test: Dataset | None
     classes: list[str]
-    is_points: bool
+    input_kind: InputKind  # what the datasets yield: point clouds or images
+
+    @property
+    def is_points(self) -> bool:
+        return self.input_kind == "points"
+
+    def eval_input_size(self) -> tuple[int, ...]:
+        """Shape of one evaluation input (``[N, 3]`` points or ``[C, H, W]`` image)."""
+        return tuple(self.val[0][0].shape)  # type: ignore[index]
+
+
+def _run_data(train: Dataset, val: Dataset, test: Dataset | None) -> RunData:
+    """The datasets, with the class names and input kind their (underlying) training set declares."""
+    probe = train.dataset if isinstance(train, Subset) else train
+    kind: InputKind = "points" if isinstance(probe, PointCloudDataset) else "image"
+    return RunData(train, val, test, list(probe.classes), kind)  # type: ignore[attr-defined]
 
 
 def _labels(dataset: Dataset) -> np.ndarray:
@@ -44,54 +61,53 @@ def holdout(labels: np.ndarray, fractions: tuple[float, ...]) -> list[np.ndarray
     return [np.sort(np.concatenate(p)) for p in parts]
 
 
-def make_dataset(data: dict[str, Any], split: str | None, augment: bool) -> Dataset:
+def make_dataset(data: DataConfig, split: str | None, augment: bool) -> Dataset:
+    extra = {}
+    if augment and is_image_dataset(data.name):  # timm crops each image in the loader workers
+        extra["crop"] = data.recipe().train_crop()
     return build_dataset(
-        data["name"], data["root"], split, num_points=int(data["num_points"]), augment=augment,
-        **dict(data["kwargs"]),
-    )  # fmt: skip
+        data.name, data.root, split, num_points=data.num_points, augment=augment, **data.kwargs, **extra
+    )
 
 
-def voting_views(data: dict[str, Any], test: Dataset) -> Dataset:
+def voting_views(data: DataConfig, test: Dataset) -> Dataset:
     """The test set again, with the training augmentation (for test-time voting; point sets only)."""
     if isinstance(test, Subset):
-        return Subset(make_dataset(data, data["train_split"], True), test.indices)
-    return make_dataset(data, data["split"], True)
+        return Subset(make_dataset(data, data.train_split, True), test.indices)
+    return make_dataset(data, data.split, True)
 
 
-def build_run_data(data: dict[str, Any], train: bool = True) -> RunData:
+def build_run_data(data: DataConfig, train: bool = True) -> RunData:
     """The run's datasets; ``train=False`` (the ``test`` command) builds only the evaluated split."""
-    split = data["split"]
     fractions = []
-    if data["val_split"] is None:
-        fractions.append(float(data["val_fraction"]))
-    if split is None and float(data["test_fraction"]) > 0:
-        fractions.append(float(data["test_fraction"]))
-    base_eval = make_dataset(data, data["train_split"], False) if fractions else None
+    if data.val_split is None:
+        fractions.append(data.val_fraction)
+    if data.split is None and data.test_fraction > 0:
+        fractions.append(data.test_fraction)
+    base_eval = make_dataset(data, data.train_split, False) if fractions else None
     parts = holdout(_labels(base_eval), tuple(fractions)) if base_eval is not None else []
 
     test: Dataset | None = None
-    if split is not None:
-        test = make_dataset(data, split, False)
-    elif float(data["test_fraction"]) > 0:
+    if data.split is not None:
+        test = make_dataset(data, data.split, False)
+    elif data.test_fraction > 0:
         test = Subset(base_eval, parts[-2].tolist())
     if not train:
         if test is None:
             raise ValueError(
                 "nothing to evaluate: set data.split (or data.test_fraction with data.split null)"
             )
-        probe = test.dataset if isinstance(test, Subset) else test
-        return RunData(test, test, test, list(probe.classes), isinstance(probe, PointCloudDataset))
+        return _run_data(test, test, test)
 
-    train_set = make_dataset(data, data["train_split"], bool(data["augment"]))
+    train_set = make_dataset(data, data.train_split, data.augment)
     if fractions:
         train_set = Subset(train_set, parts[-1].tolist())
     val = (
         Subset(base_eval, parts[0].tolist())
-        if data["val_split"] is None
-        else make_dataset(data, data["val_split"], False)
+        if data.val_split is None
+        else make_dataset(data, data.val_split, False)
     )
-    probe = train_set.dataset if isinstance(train_set, Subset) else train_set
-    return RunData(train_set, val, test, list(probe.classes), isinstance(probe, PointCloudDataset))
+    return _run_data(train_set, val, test)
 
 
 def pointmlp_targets(labels: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
@@ -111,16 +127,14 @@ class BatchPrep:
     Point sets are augmented per shape by their dataset; images as a batch here (kornia, on the device).
     """
 
-    def __init__(
-        self, run_data: RunData, data: dict[str, Any], smoothing: float, device: torch.device
-    ) -> None:
+    def __init__(self, run_data: RunData, data: DataConfig, smoothing: float, device: torch.device) -> None:
         self.device, self.smoothing, self.is_points = device, smoothing, run_data.is_points
         self.num_classes = len(run_data.classes)
         self.train_aug: ImageTrainAugment | None = None
         self.eval_tf: ImageEvalTransform | None = None
         if not self.is_points:
-            recipe = ImageRecipe(**{"label_smoothing": smoothing, **dict(data["image_recipe"])})
-            if data["augment"]:
+            recipe = data.recipe(label_smoothing=smoothing)
+            if data.augment:
                 self.train_aug = ImageTrainAugment(self.num_classes, recipe).to(device)
             self.eval_tf = ImageEvalTransform(recipe.mean, recipe.std).to(device)
 

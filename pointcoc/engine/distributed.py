@@ -3,20 +3,32 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
 
-def init_distributed(device_type: str) -> tuple[int, int]:
-    """``(rank, world_size)``; joins the process group when launched by torchrun with several processes."""
+@dataclass(frozen=True)
+class Dist:
+    """This process's place among the run's processes: ``rank`` of ``world``."""
+
+    rank: int = 0
+    world: int = 1
+
+
+ONE_PROCESS = Dist()
+
+
+def init_distributed(device_type: str) -> Dist:
+    """Joins the process group when launched by torchrun with several processes."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
     if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+        return Dist(dist.get_rank(), dist.get_world_size())
+    return ONE_PROCESS
 
 
 def local_rank() -> int:

@@ -1,39 +1,57 @@
-"""Evaluation: class scores over a dataset (split across DDP ranks), metrics, and test-time voting."""
+"""Evaluation: class scores over a dataset (split across DDP ranks), metrics, test-time voting, and the
+``test`` command (a checkpoint evaluated on ``data.split``)."""
 
 from __future__ import annotations
 
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
-from ..data import build_loader
 from ..utils.amp import autocast
-from .data import BatchPrep
-from .distributed import all_gather_objects
+from ..utils.serialization import load_state_dict_strict
+from .build import build_model, evaluation_weights, setup_process
+from .checkpoint import check_compatible, load_checkpoint
+from .config import RunConfig, save_config
+from .data import BatchPrep, build_run_data, voting_views
+from .distributed import ONE_PROCESS, Dist, all_gather_objects, is_main
+from .loaders import make_loader
 from .metrics import confusion, summarize, top_k_accuracy
+from .rundir import environment, peak_memory, write_json
+
+
+@dataclass(frozen=True)
+class EvalContext:
+    """How a dataset is scored: batch preparation (device, normalisation), batch size, autocast (``None``,
+    ``"bf16"``, ``"fp16"``), loader workers and this process's share of the samples."""
+
+    prep: BatchPrep
+    batch_size: int
+    amp: str | None = None
+    num_workers: int = 0
+    dist: Dist = ONE_PROCESS
+
+    @classmethod
+    def of_run(cls, config: RunConfig, prep: BatchPrep, dist: Dist) -> EvalContext:
+        return cls(prep, config.train.batch_size, config.train.amp, config.data.num_workers, dist)
 
 
 @torch.no_grad()
-def predict(
-    model: nn.Module,
-    dataset: Dataset,
-    prep: BatchPrep,
-    batch_size: int,
-    amp: str | None,
-    rank: int = 0,
-    world: int = 1,
-    num_workers: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Softmax scores ``[S, K]`` and labels ``[S]`` of the whole dataset, each rank scoring every
-    ``world``-th sample (no padding, so no sample is counted twice)."""
+def predict(model: nn.Module, dataset: Dataset, ctx: EvalContext) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax scores ``[S, K]`` and labels ``[S]`` of the whole dataset, each rank scoring its share."""
     model.eval()
-    shard = Subset(dataset, list(range(rank, len(dataset), world)))  # type: ignore[arg-type]
+    prep = ctx.prep
+    loader = make_loader(dataset, ctx.batch_size, device=prep.device, num_workers=ctx.num_workers,
+                         dist=ctx.dist)  # fmt: skip
     scores, labels = [], []
-    for x, y in build_loader(shard, batch_size, num_workers=num_workers):
-        with autocast(prep.device, amp):
+    for x, y in loader:
+        with autocast(prep.device, ctx.amp):
             logits = model(prep.eval(x))
         scores.append(torch.softmax(logits.float(), dim=1))
         labels.append(y)
@@ -53,25 +71,61 @@ def metrics_of(
     return metrics, matrix
 
 
+def evaluate(
+    model: nn.Module, dataset: Dataset, ctx: EvalContext, classes: list[str]
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Metrics (``oa``, ``macc``, ``per_class``, ``top5`` beyond five classes) and the confusion matrix."""
+    return metrics_of(*predict(model, dataset, ctx), classes)
+
+
 def vote(
-    model: nn.Module,
-    augmented: Dataset,
-    prep: BatchPrep,
-    votes: int,
-    seed: int,
-    batch_size: int,
-    amp: str | None,
-    rank: int = 0,
-    world: int = 1,
+    model: nn.Module, augmented: Dataset, ctx: EvalContext, *, votes: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Scores averaged over ``votes`` augmented views of each shape; the views are fixed by ``seed``.
 
-    One fixed set of views: no repeats, no selecting the best of several votes.
+    One fixed set of views: no repeats, no selecting the best of several votes. The views are drawn in
+    this process (no loader workers), so they depend on ``seed`` and the rank alone.
     """
+    ctx = dataclasses.replace(ctx, num_workers=0)
     total, labels = None, None
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed + 7919 * rank)
+        torch.manual_seed(seed + 7919 * ctx.dist.rank)
         for _ in range(votes):
-            scores, labels = predict(model, augmented, prep, batch_size, amp, rank, world)
+            scores, labels = predict(model, augmented, ctx)
             total = scores if total is None else total + scores
     return total / votes, labels
+
+
+def evaluate_checkpoint(
+    config: RunConfig, checkpoint: str | Path, out: str | Path, votes: int = 0
+) -> dict[str, Any]:
+    """Evaluate ``checkpoint`` on ``data.split``; with ``votes`` also the voted accuracy, reported apart."""
+    start = time.perf_counter()
+    device, dist = setup_process(config)
+    state = load_checkpoint(checkpoint)
+    check_compatible(state, config, checkpoint, resume=False)
+    run_data = build_run_data(config.data, train=False)
+    prep = BatchPrep(run_data, dataclasses.replace(config.data, augment=False), 0.0, device)
+    model = build_model(config, len(run_data.classes), run_data.input_kind).to(device)
+    load_state_dict_strict(model, evaluation_weights(state), checkpoint)
+    ctx = EvalContext.of_run(config, prep, dist)
+    metrics: dict[str, Any] = {}
+    metrics["test"], matrix = evaluate(model, run_data.test, ctx, run_data.classes)
+    if votes > 0:
+        if not run_data.is_points:
+            raise ValueError("--votes averages augmented point-cloud views; it is not defined for images")
+        views = voting_views(config.data, run_data.test)
+        scores = vote(model, views, ctx, votes=votes, seed=config.seed)
+        metrics["test_votes"], _ = metrics_of(*scores, run_data.classes)
+        metrics["votes"] = {"views": votes, "seed": config.seed}
+    metrics["checkpoint"] = {"path": str(checkpoint), "epoch": state["epoch"]}
+    metrics["confusion_matrix"] = matrix.tolist()
+    metrics["timing"] = {"total_s": time.perf_counter() - start}
+    metrics["peak_memory"] = peak_memory(device)
+    if is_main():
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(config, out / "config.yaml")
+        write_json(environment(), out / "environment.json")
+        write_json(metrics, out / "metrics.json")
+    return metrics

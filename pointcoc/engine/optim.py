@@ -8,11 +8,21 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from .config import TrainConfig
+
 _NO_DECAY_NAMES = ("sim_alpha", "sim_beta")  # the clustering similarity's scale and shift
+# "all": every parameter decays, as torch.optim.SGD(net.parameters(), weight_decay=...) in the official
+# point scripts; "no_norm_bias": weight matrices/kernels only (timm's filter_bias_and_bn, the image recipe).
+WEIGHT_DECAY_SCOPES = ("all", "no_norm_bias")
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on weight matrices/kernels only: not on norms, biases, layer scales or alpha/beta."""
+def param_groups(model: nn.Module, weight_decay: float, scope: str = "no_norm_bias") -> list[dict[str, Any]]:
+    """Optimiser groups for ``train.weight_decay_scope``: ``"all"`` decays every trainable parameter,
+    ``"no_norm_bias"`` none of the norms, biases, layer scales or the similarity's alpha/beta."""
+    if scope not in WEIGHT_DECAY_SCOPES:
+        raise ValueError(f"train.weight_decay_scope must be one of {WEIGHT_DECAY_SCOPES}, got {scope!r}")
+    if scope == "all":
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
     decay, no_decay = [], []
     norm_params = {
         id(p)
@@ -28,33 +38,35 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def base_lr(train: dict[str, Any]) -> float:
-    ref = train.get("lr_reference_batch")
-    return float(train["lr"]) * (train["batch_size"] / ref if ref else 1.0)
+def base_lr(train: TrainConfig) -> float:
+    ref = train.lr_reference_batch
+    return train.lr * (train.batch_size / ref if ref else 1.0)
 
 
-def build_optimizer(model: nn.Module, train: dict[str, Any]) -> torch.optim.Optimizer:
-    groups = param_groups(model, float(train["weight_decay"]))
-    lr = base_lr(train)
-    name = str(train["optimizer"]).lower()
-    if name == "sgd":
-        return torch.optim.SGD(
-            groups, lr=lr, momentum=float(train["momentum"]), nesterov=bool(train["nesterov"])
-        )
-    if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=tuple(train["betas"]))
-    raise ValueError(f"train.optimizer must be 'sgd' or 'adamw', got {name!r}")
+def build_optimizer(model: nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
+    """SGD or AdamW (``train.optimizer``, checked when the config was loaded)."""
+    groups = param_groups(model, train.weight_decay, train.weight_decay_scope)
+    if train.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=base_lr(train), momentum=train.momentum, nesterov=train.nesterov)
+    return torch.optim.AdamW(groups, lr=base_lr(train), betas=train.betas)
+
+
+def total_epochs(train: TrainConfig) -> int:
+    """Epochs a run trains: the schedule's ``epochs`` plus ``cooldown_epochs`` at ``min_lr`` after it
+    (timm's ``--cooldown-epochs``, 10 in the official ImageNet recipe)."""
+    return train.epochs + train.cooldown_epochs
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, train: dict[str, Any], steps_per_epoch: int
+    optimizer: torch.optim.Optimizer, train: TrainConfig, steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-step schedule: linear warm-up from ``warmup_lr``, then cosine from the base lr to ``min_lr``."""
-    lr, min_lr, warm_lr = base_lr(train), float(train["min_lr"]), float(train["warmup_lr"])
+    """Per-step schedule: linear warm-up from ``warmup_lr``, then cosine from the base lr to ``min_lr``
+    over ``epochs``; any step after that (the cooldown epochs of :func:`total_epochs`) stays at ``min_lr``."""
+    lr, min_lr, warm_lr = base_lr(train), train.min_lr, train.warmup_lr
     if min_lr > lr:
         raise ValueError(f"train.min_lr ({min_lr:g}) is above the base lr ({lr:g}); lower train.min_lr")
-    warmup = int(round(float(train["warmup_epochs"]) * steps_per_epoch))
-    total = max(int(train["epochs"]) * steps_per_epoch, 1)
+    warmup = int(round(train.warmup_epochs * steps_per_epoch))
+    total = max(train.epochs * steps_per_epoch, 1)
 
     def factor(step: int) -> float:
         if step < warmup:

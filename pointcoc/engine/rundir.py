@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import platform
 import resource
@@ -31,7 +32,6 @@ def git_commit() -> str | None:
 
 def environment() -> dict[str, Any]:
     import numpy
-    import sklearn
 
     import pointcoc
 
@@ -45,11 +45,18 @@ def environment() -> dict[str, Any]:
             "torch": torch.__version__,
             "cuda": torch.version.cuda,
             "numpy": numpy.__version__,
-            "scikit-learn": sklearn.__version__,
+            "scikit-learn": _installed("scikit-learn"),  # read, not imported: its import takes seconds
         },
         "threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
+
+
+def _installed(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def peak_memory(device: torch.device) -> dict[str, float | None]:

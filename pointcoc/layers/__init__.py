@@ -1,5 +1,7 @@
-"""Building blocks shared by the point and image models."""
+"""Building blocks shared by the point and image models (they import only ``cluster`` and ``ops``)."""
 
+from .activations import make_activation
+from .classifier import classifier_head
 from .cluster_mixers import (
     ClusterMixer,
     GroupClusterMixer,
@@ -8,12 +10,26 @@ from .cluster_mixers import (
     SetClusterMixer,
     recording,
 )
+from .drop_path import DropPath
+from .input_transform import InputTransform
+from .mlp import Mlp
+from .per_stage import check_per_stage
+from .pointwise import LinearBN, PointNorm, shared_mlp
 
 __all__ = [
     "ClusterMixer",
+    "DropPath",
     "GroupClusterMixer",
+    "InputTransform",
+    "LinearBN",
     "LinearClusterMixer",
+    "Mlp",
+    "PointNorm",
     "RegionClusterMixer",
     "SetClusterMixer",
+    "check_per_stage",
+    "classifier_head",
+    "make_activation",
     "recording",
+    "shared_mlp",
 ]

@@ -22,6 +22,7 @@ from ..cluster import (
     fold_regions,
     grid_centers,
     grid_to_points,
+    padded_to_folds,
     points_to_grid,
     unfold_regions,
 )
@@ -111,8 +112,7 @@ class RegionClusterMixer(ClusterMixer):
 
     def padded_size(self, h: int, w: int) -> tuple[int, int]:
         """Size an ``h x w`` map is clustered at: rounded up to multiples of the folds."""
-        fh, fw = self.folds
-        return -(-h // fh) * fh, -(-w // fw) * fw
+        return padded_to_folds((h, w), self.folds)
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape

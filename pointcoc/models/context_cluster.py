@@ -10,21 +10,21 @@ official state dict loads as it is. The token mixer is :class:`pointcoc.layers.R
 clustering itself lives only in :func:`pointcoc.cluster.context_cluster`.
 
 Cluster assignments for visualisation come from the forward pass itself, see
-:meth:`ContextCluster.capture_assignments`.
+:meth:`ContextCluster.capture_clusters` (:mod:`.capture`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from ..cluster import unfold_regions
-from ..layers import RegionClusterMixer, recording
+from ..layers import ClusterMixer, DropPath, Mlp, RegionClusterMixer, check_per_stage
 from ..utils.constants import IMAGENET_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD
+from .capture import BlockClusters, CapturesClusters, StageClusters, take_result
 from .model_cfg import ModelCfg
 from .registry import register_model
 
@@ -38,41 +38,6 @@ class PointReducer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x)
-
-
-class DropPath(nn.Module):
-    """Stochastic depth: drop the whole residual branch of a sample with probability ``p`` while training."""
-
-    def __init__(self, p: float = 0.0) -> None:
-        super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"drop path probability must be in [0, 1), got {p}")
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.p == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
-        return x * mask / keep
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
-
-
-class Mlp(nn.Module):
-    """``fc2(drop(act(fc1(x))))`` over channels of a ``[B, C, H, W]`` map, computed channels-last."""
-
-    def __init__(self, dim: int, hidden: int, act_layer: Callable[[], nn.Module], drop: float) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = act_layer()
-        self.fc2 = nn.Linear(hidden, dim)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.drop(self.act(self.fc1(x.permute(0, 2, 3, 1))))
-        return self.drop(self.fc2(x).permute(0, 3, 1, 2))
 
 
 class ClusterBlock(nn.Module):
@@ -124,13 +89,7 @@ class ClusterBlock(nn.Module):
         return x + self.drop_path(self._scaled(self.layer_scale_2, self.mlp(self.norm2(x))))
 
 
-def _per_stage(name: str, value: Sequence, stages: int) -> list:
-    if len(value) != stages:
-        raise ValueError(f"{name} must give one value per stage ({stages}), got {list(value)}")
-    return list(value)
-
-
-class ContextCluster(nn.Module):
+class ContextCluster(CapturesClusters, nn.Module):
     """Context Cluster image classifier / backbone.
 
     Arguments and defaults are the official ``ContextCluster``'s (``norm_layer`` is always
@@ -185,7 +144,8 @@ class ContextCluster(nn.Module):
             heads=heads,
             head_dim=head_dim,
         )
-        cfg = {name: _per_stage(name, value, stages) for name, value in per_stage.items()}
+        check_per_stage(stages, **per_stage)
+        cfg = {name: list(value) for name, value in per_stage.items()}
         self.num_classes = num_classes
         self.fork_feat = fork_feat
         self.model_cfg = ModelCfg(
@@ -277,6 +237,8 @@ class ContextCluster(nn.Module):
                     x = checkpoint(block, x, use_reentrant=False)
             else:
                 x = module(x)
+            if self._captured is not None and idx in self.stage_indices:
+                self._captured[self.stage_indices.index(idx)] = _region_stage(module, x.shape[-2:])
             if self.fork_feat and idx in self.stage_indices:
                 outs.append(getattr(self, f"norm{idx}")(x))
         return outs if self.fork_feat else x
@@ -289,55 +251,31 @@ class ContextCluster(nn.Module):
         features = self.forward_features(x)
         return features if self.fork_feat else self.forward_head(features)
 
-    def cluster_mixers(self) -> dict[tuple[int, int], RegionClusterMixer]:
-        """Every block's token mixer, keyed by ``(stage, block)``."""
-        return {
-            (stage, block): module.token_mixer
-            for stage, idx in enumerate(self.stage_indices)
-            for block, module in enumerate(self.network[idx])
-        }
-
-    @contextmanager
-    def capture_assignments(self) -> Iterator[dict[tuple[int, int], torch.Tensor]]:
-        """Record every block's cluster assignment during the forward passes run inside the ``with``.
-
-        Yields a dict filled by each forward with ``(stage, block) -> LongTensor [B, heads, H, W]``: for
-        each point of that block's ``H x W`` feature map (any padding cropped) and each head, the index of
-        its center. Centers are numbered row-major over the ``proposal_w x proposal_h`` grid *of the point's
-        own region* (regions are independent sets), so values lie in ``[0, proposal_w * proposal_h)``. The
-        maps are read from the mixers' ``last_result`` (no second clustering); a later forward overwrites
-        them. Uses forward hooks, so run the model eagerly (not through ``torch.compile``)::
-
-            with model.capture_assignments() as maps:
-                model(images)
-            maps[(0, 0)]  # [B, heads, H/4, W/4]
-        """
-        maps: dict[tuple[int, int], torch.Tensor] = {}
-        mixers = self.cluster_mixers()
-
-        def hook(key: tuple[int, int]) -> Callable:
-            def store(mixer: RegionClusterMixer, _inputs: tuple, out: torch.Tensor) -> None:
-                maps[key] = _assignment_map(mixer, out.shape[-2:])
-                mixer.last_result = None  # free what the map was read from
-
-            return store
-
-        handles = [mixer.register_forward_hook(hook(key)) for key, mixer in mixers.items()]
-        try:
-            with recording(mixers.values()):
-                yield maps
-        finally:
-            for handle in handles:
-                handle.remove()
+    def cluster_mixers(self) -> list[ClusterMixer]:
+        return [block.token_mixer for idx in self.stage_indices for block in self.network[idx]]
 
 
-def _assignment_map(mixer: RegionClusterMixer, size: tuple[int, int]) -> torch.Tensor:
-    """``last_result.assignment`` ``[B * heads * regions, points]`` -> ``[B, heads, H, W]`` on the map."""
+def _region_stage(blocks: nn.Sequential, size: torch.Size) -> StageClusters:
+    """A stage's assignments on its ``H x W`` map, read from its mixers' recorded results."""
+    mixer = blocks[0].token_mixer  # every block of a stage has the stage's folds and proposals
+    rows, cols = mixer.proposals
+    return StageClusters(
+        rows * cols, [_region_block(block.token_mixer, size) for block in blocks], regions=mixer.folds
+    )
+
+
+def _region_block(mixer: RegionClusterMixer, size: torch.Size) -> BlockClusters:
+    """The recorded ``[B * heads * regions, points]`` as ``[B, heads, H, W]`` on the map (padding cropped)."""
     h, w = size
     ph, pw = mixer.padded_size(h, w)
     fh, fw = mixer.folds
-    regions = mixer.last_result.assignment.reshape(-1, 1, ph // fh, pw // fw)
-    return unfold_regions(regions, mixer.folds)[..., :h, :w].reshape(-1, mixer.heads, h, w)
+    result = take_result(mixer)
+
+    def on_map(per_region: torch.Tensor) -> torch.Tensor:
+        regions = per_region.reshape(-1, 1, ph // fh, pw // fw)
+        return unfold_regions(regions, mixer.folds)[..., :h, :w].reshape(-1, mixer.heads, h, w)
+
+    return BlockClusters(on_map(result.assignment), on_map(result.similarity))
 
 
 def _init_linear(module: nn.Module) -> None:

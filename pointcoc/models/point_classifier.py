@@ -6,23 +6,18 @@ import torch
 import torch.nn as nn
 
 from ..utils.checks import channels_last_xyz, check_finite, check_input_layout, example_xyz
+from .capture import CapturesClusters
 from .model_cfg import ModelCfg
 
 
-def check_per_stage(**lists) -> None:
-    """Per-stage constructor lists (one value per stage) must all have the same length."""
-    if len({len(v) for v in lists.values()}) != 1:
-        lengths = {k: len(v) for k, v in lists.items()}
-        raise ValueError(f"per-stage lists must have equal lengths (one value per stage), got {lengths}")
-
-
-class PointClassifier(nn.Module):
+class PointClassifier(CapturesClusters, nn.Module):
     """Base of the point models: ``forward = classifier(forward_features(x))`` on xyz ``[B, N, 3]``
     (``input_layout="BCN"``: the official ``[B, 3, N]``).
 
     Subclasses build ``self.classifier`` and define ``forward_features``, which reads its input through
     :meth:`checked_xyz`. ``config`` holds the constructor arguments, to rebuild the model from a checkpoint.
-    Subclasses name their ``family`` (the defining module) and whether ``capture_clusters`` records clusters.
+    Subclasses name their ``family`` (the defining module) and whether ``capture_clusters`` records clusters
+    (their forward fills ``self._captured`` while it is set, see :class:`.capture.CapturesClusters`).
     """
 
     family: str = ""

@@ -8,56 +8,23 @@ needed around the cluster blocks. Official checkpoints convert with :func:`conve
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 
-from ..layers import GroupClusterMixer
+from ..layers import (
+    ClusterMixer,
+    GroupClusterMixer,
+    LinearBN,
+    check_per_stage,
+    classifier_head,
+    make_activation,
+)
 from ..ops import farthest_point_sample, gather_points, knn_points
-from .point_classifier import PointClassifier, check_per_stage
+from .capture import BlockClusters, StageClusters, group_owner, take_result
+from .point_classifier import PointClassifier
 from .registry import register_model
-
-_ACTIVATIONS = {
-    "relu": lambda: nn.ReLU(inplace=True),
-    "gelu": nn.GELU,
-    "rrelu": lambda: nn.RReLU(inplace=True),
-    "selu": lambda: nn.SELU(inplace=True),
-    "silu": lambda: nn.SiLU(inplace=True),
-    "hardswish": lambda: nn.Hardswish(inplace=True),
-    "leakyrelu": lambda: nn.LeakyReLU(inplace=True),
-    "leakyrelu0.2": lambda: nn.LeakyReLU(0.2, inplace=True),
-}
-
-
-def make_activation(name: str) -> nn.Module:
-    if name.lower() not in _ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {name!r}")
-    return _ACTIVATIONS[name.lower()]()
-
-
-class LinearBN(nn.Module):
-    """Pointwise linear layer + BatchNorm over all leading dims of a channels-last tensor."""
-
-    def __init__(self, in_dim: int, out_dim: int, bias: bool) -> None:
-        super().__init__()
-        self.fc = nn.Linear(in_dim, out_dim, bias=bias)
-        self.bn = nn.BatchNorm1d(out_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.fc(x)
-        return self.bn(y.reshape(-1, y.shape[-1])).reshape(y.shape)
-
-
-def classifier_head(widths: Sequence[int], out_dim: int, activation: str, drop_rate: float) -> nn.Sequential:
-    """``(Linear, BatchNorm1d, act, Dropout)`` per consecutive pair of ``widths``, then ``Linear`` to
-    ``out_dim``: the official PointMLP/PointNet classifier layout (its module indices included)."""
-    layers: list[nn.Module] = []
-    for a, b in zip(widths[:-1], widths[1:]):
-        layers += [nn.Linear(a, b), nn.BatchNorm1d(b), make_activation(activation), nn.Dropout(drop_rate)]
-    return nn.Sequential(*layers, nn.Linear(widths[-1], out_dim))
 
 
 class ResidualMLP(nn.Module):
@@ -77,31 +44,38 @@ class ResidualMLP(nn.Module):
 class LocalGrouper(nn.Module):
     """FPS anchors + kNN groups, with PointMLP's geometric affine normalisation.
 
-    Returns the anchors ``[B, S, 3]`` and grouped features ``[B, S, K, 2C (+3)]``: the normalised
-    neighbours concatenated with the anchor's own features. ``fps_op`` samples the anchors:
-    :func:`pointcoc.ops.farthest_point_sample`, or any function of its ``(points, num_samples)`` form.
+    Returns the anchors ``[B, S]`` and their kNN groups ``[B, S, K]`` (indices into the ``N`` points), and
+    the grouped features ``[B, S, K, 2C (+3)]``: the normalised neighbours concatenated with the anchor's
+    own features. ``fps_skip_near_origin``: sample anchors as pointnet2_ops' kernel does (see
+    :func:`pointcoc.ops.farthest_point_sample`). ``fps_op`` samples them: that function, or any function of
+    its ``(points, num_samples, skip_near_origin=...)`` form.
     """
 
-    def __init__(self, channels: int, samples: int, k: int, use_xyz: bool, normalize: str | None) -> None:
+    def __init__(
+        self,
+        channels: int,
+        samples: int,
+        k: int,
+        use_xyz: bool,
+        normalize: str | None,
+        fps_skip_near_origin: bool = False,
+    ) -> None:
         super().__init__()
         if normalize not in (None, "center", "anchor"):
             raise ValueError(f"normalize must be 'center', 'anchor' or None, got {normalize!r}")
         self.samples, self.k, self.use_xyz, self.normalize = samples, k, use_xyz, normalize
+        self.fps_skip_near_origin = fps_skip_near_origin
         self.fps_op = farthest_point_sample
-        # set by PointMLP.capture_clusters: keep the last forward's (anchor_idx [B, S], neighbours [B, S, K])
-        self.record_indices = False
-        self.last_indices: tuple[torch.Tensor, torch.Tensor] | None = None
         if normalize is not None:
             width = channels + (3 if use_xyz else 0)
             self.affine_alpha = nn.Parameter(torch.ones(1, 1, 1, width))
             self.affine_beta = nn.Parameter(torch.zeros(1, 1, 1, width))
 
-    def forward(self, xyz: torch.Tensor, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        anchor_idx = self.fps_op(xyz, self.samples)
-        anchor_xyz = gather_points(xyz, anchor_idx)
-        neighbours = knn_points(anchor_xyz, xyz, self.k)
-        if self.record_indices:
-            self.last_indices = (anchor_idx, neighbours)
+    def forward(
+        self, xyz: torch.Tensor, feats: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        anchor_idx = self.fps_op(xyz, self.samples, skip_near_origin=self.fps_skip_near_origin)
+        neighbours = knn_points(gather_points(xyz, anchor_idx), xyz, self.k)
         # With xyz, gather [feats, xyz] rows from one [B, N, C + 3] table: the concat is done once on the
         # N-point input instead of on the K-times larger grouped tensor.
         table = torch.cat([feats, xyz], dim=-1) if self.use_xyz else feats
@@ -120,7 +94,7 @@ class LocalGrouper(nn.Module):
             # diff (saved by std) and diff / std (saved by the product) must stay intact; + beta saves none.
             grouped = (self.affine_alpha * (diff / (std + 1e-5))).add_(self.affine_beta)
         anchors = anchor_feats.unsqueeze(2).expand(-1, -1, self.k, -1)
-        return anchor_xyz, torch.cat([grouped, anchors], dim=-1)
+        return anchor_idx, neighbours, torch.cat([grouped, anchors], dim=-1)
 
 
 class PreBlock(nn.Module):
@@ -140,7 +114,10 @@ class PreBlock(nn.Module):
 
 
 class Stage(nn.Module):
-    """Group -> transfer -> pre-extraction blocks -> max over neighbours -> pos-extraction blocks."""
+    """Group -> transfer -> pre-extraction blocks -> max over neighbours -> pos-extraction blocks.
+
+    Returns the grouper's anchors ``[B, S]`` and groups ``[B, S, K]``, and the anchors' features.
+    """
 
     def __init__(
         self,
@@ -157,9 +134,10 @@ class Stage(nn.Module):
         normalize: str | None,
         cluster: bool,
         cluster_heads: int,
+        fps_skip_near_origin: bool = False,
     ) -> None:
         super().__init__()
-        self.grouper = LocalGrouper(in_dim, samples, k, use_xyz, normalize)
+        self.grouper = LocalGrouper(in_dim, samples, k, use_xyz, normalize, fps_skip_near_origin)
         self.transfer = LinearBN(2 * in_dim + (3 if use_xyz else 0), out_dim, bias)
         self.act = make_activation(activation)
         self.pre = nn.Sequential(
@@ -172,31 +150,12 @@ class Stage(nn.Module):
             *[ResidualMLP(out_dim, expansion, bias, activation) for _ in range(pos_blocks)]
         )
 
-    def forward(self, xyz: torch.Tensor, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        xyz, grouped = self.grouper(xyz, feats)
+    def forward(
+        self, xyz: torch.Tensor, feats: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        anchor_idx, neighbours, grouped = self.grouper(xyz, feats)
         grouped = self.pre(self.act(self.transfer(grouped)))
-        return xyz, self.pos(grouped.amax(dim=2))
-
-
-@dataclass
-class GroupAssignment:
-    """One cluster block's result inside the kNN groups, heads unfolded: ``[B, S, heads, K]`` each."""
-
-    assignment: torch.Tensor  # index of each group member's center (PointMLP-CoC: one center, the mean)
-    similarity: torch.Tensor  # sigmoid similarity of each member to that center
-
-
-@dataclass
-class StageGroups:
-    """What one stage's grouper sampled and grouped, and what its cluster blocks assigned.
-
-    ``points`` is the set the stage groups: the model input for stage 0, else the previous stage's anchors.
-    """
-
-    points: torch.Tensor  # [B, N, 3]
-    anchor_idx: torch.Tensor  # [B, S] farthest-point samples, indices into ``points``
-    neighbours: torch.Tensor  # [B, S, K] each anchor's kNN group, indices into ``points``
-    blocks: list[GroupAssignment | None] = field(default_factory=list)  # per pre-extraction block
+        return anchor_idx, neighbours, self.pos(grouped.amax(dim=2))
 
 
 class PointMLP(PointClassifier):
@@ -206,6 +165,9 @@ class PointMLP(PointClassifier):
     Input: xyz ``[B, N, 3]`` (``input_layout="BCN"`` takes the official ``[B, 3, N]``), ``N >= num_points``
     is not required but at least the first stage's anchors and neighbours must exist.
     Stage ``i`` samples ``num_points // prod(reducers[:i+1])`` anchors, as the official model does.
+    ``fps_skip_near_origin=True`` samples them as the CUDA kernel the official models trained and were
+    evaluated with (pointnet2_ops: points with |p|^2 <= 1e-3 are never anchors; its tie-break);
+    the default is the official pure-torch fallback. Official-checkpoint evaluation turns it on.
     """
 
     family = "pointmlp"
@@ -229,6 +191,7 @@ class PointMLP(PointClassifier):
         cluster_heads: int = 1,
         drop_rate: float = 0.5,
         input_layout: str = "BNC",
+        fps_skip_near_origin: bool = False,
     ) -> None:
         config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__(config, num_classes, num_points, input_layout)
@@ -266,6 +229,7 @@ class PointMLP(PointClassifier):
                     normalize,
                     cluster,
                     cluster_heads,
+                    fps_skip_near_origin,
                 )
             )
             self.stage_samples.append(samples)
@@ -289,69 +253,42 @@ class PointMLP(PointClassifier):
         """Global feature ``[B, num_features]`` (max over the last stage's points)."""
         xyz = self._validated_xyz(x)
         feats = self.act(self.embedding(xyz))
-        for stage in self.stages:
-            xyz, feats = stage(xyz, feats)
+        point_idx = None  # capturing: which input points the stage's points are (None: all of them)
+        for s, stage in enumerate(self.stages):
+            anchor_idx, neighbours, feats = stage(xyz, feats)
+            if self._captured is not None:
+                self._captured[s] = _group_stage(stage, xyz, point_idx, anchor_idx, neighbours)
+                point_idx = anchor_idx if point_idx is None else point_idx.gather(1, anchor_idx)
+            xyz = gather_points(xyz, anchor_idx)
         return feats.amax(dim=1)
 
-    @contextmanager
-    def capture_clusters(self) -> Iterator[dict[int, StageGroups]]:
-        """Record each stage's sampling, kNN groups and cluster assignments in the forwards of the ``with``.
+    def cluster_mixers(self) -> list[ClusterMixer]:
+        return [block.cluster for stage in self.stages for block in stage.pre if block.cluster is not None]
 
-        Yields a dict filled by each forward with ``stage -> StageGroups``; ``blocks[j]`` is the
-        :class:`GroupAssignment` of pre-extraction block ``j`` (``None`` in models without cluster blocks).
-        Indices and assignments are the ones the forward itself used (the groupers' and mixers' recorded
-        results: nothing is recomputed); a later forward overwrites them. Uses forward hooks, so run eagerly::
 
-            with model.capture_clusters() as stages:
-                model(xyz)
-            stages[0].neighbours  # [B, num_points // 2, k]
-        """
-        stages: dict[int, StageGroups] = {}
-        groupers = [stage.grouper for stage in self.stages]
-        mixers = {
-            (s, j): block.cluster
-            for s, stage in enumerate(self.stages)
-            for j, block in enumerate(stage.pre)
-            if block.cluster is not None
-        }
+def _group_stage(
+    stage: Stage,
+    xyz: torch.Tensor,
+    point_idx: torch.Tensor | None,
+    anchor_idx: torch.Tensor,
+    neighbours: torch.Tensor,
+) -> StageClusters:
+    """What a stage grouped and its cluster blocks assigned, read from the mixers' recorded results.
 
-        def on_group(s: int) -> Callable:
-            def store(grouper: LocalGrouper, inputs: tuple, _out: tuple) -> None:
-                anchor_idx, neighbours = grouper.last_indices
-                blocks: list[GroupAssignment | None] = [None] * len(self.stages[s].pre)
-                stages[s] = StageGroups(inputs[0].detach(), anchor_idx, neighbours, blocks)
-                grouper.last_indices = None
-
-            return store
-
-        def on_cluster(s: int, j: int) -> Callable:
-            def store(mixer: GroupClusterMixer, inputs: tuple, _out: torch.Tensor) -> None:
-                b, g, k, _ = inputs[0].shape
-                result = mixer.last_result  # heads folded into the batch as (b, g, head)
-                stages[s].blocks[j] = GroupAssignment(
-                    result.assignment.reshape(b, g, mixer.heads, k),
-                    result.similarity.reshape(b, g, mixer.heads, k),
-                )
-                mixer.last_result = None  # free what the assignment was read from
-
-            return store
-
-        handles = [g.register_forward_hook(on_group(s)) for s, g in enumerate(groupers)]
-        handles += [m.register_forward_hook(on_cluster(*key)) for key, m in mixers.items()]
-        # (module, its recording flag, where it records): set for the ``with``, then restored and cleared
-        recorders = [(g, "record_indices", "last_indices") for g in groupers]
-        recorders += [(m, "record_assignment", "last_result") for m in mixers.values()]
-        flags = [getattr(module, flag) for module, flag, _ in recorders]
-        for module, flag, _ in recorders:
-            setattr(module, flag, True)
-        try:
-            yield stages
-        finally:
-            for handle in handles:
-                handle.remove()
-            for (module, flag, record), was in zip(recorders, flags):
-                setattr(module, flag, was)
-                setattr(module, record, None)
+    Each kNN group has one center (its mean), so the group is the center: a member's similarity to its
+    group's center decides, over the groups that hold it, which center the point is shown as joining.
+    """
+    b, groups, k = neighbours.shape
+    blocks = []
+    for block in stage.pre:
+        if block.cluster is not None:
+            # heads folded into the batch as (b, group, head): [B * S * heads, K] -> [B, heads, S, K]
+            similarity = take_result(block.cluster).similarity.reshape(b, groups, -1, k).transpose(1, 2)
+            blocks.append(BlockClusters(*group_owner(neighbours, similarity, xyz.shape[1])))
+    return StageClusters(
+        groups, blocks, points=xyz.detach(), point_idx=point_idx, anchor_idx=anchor_idx, groups=neighbours,
+        within_groups=True,
+    )  # fmt: skip
 
 
 _ELITE = dict(

@@ -1,6 +1,6 @@
 """Point-set Context Clusters: the paper's "set of points" view applied to a raw point cloud.
 
-PointMLP-CoC (:mod:`.pointmlp`) clusters inside small kNN groups with one center each. Here, as in the image
+PointMLP-CoC clusters inside small kNN groups with one center each. Here, as in the image
 models, every block clusters the whole cloud: a few centers are proposed by pooling the features of spatial
 groups (farthest-point anchors and their nearest neighbours, found once per stage from the input cloud) and
 every point joins its most similar center, wherever it lies. The rest is PointNet's: an optional input
@@ -10,32 +10,31 @@ fewer and larger from stage to stage.
 
 No official counterpart: this family is ours. On the CPU ModelNet10 budget it learns almost as fast as
 PointNet, where the narrow PointMLP-CoC does not (``experiments/results/modelnet10.md``).
-Layout as in :mod:`.pointmlp`: channels-last, so pointwise layers are ``Linear``.
+Channels-last, as every point model here: pointwise layers are ``Linear``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn as nn
 
-from ..layers import SetClusterMixer, recording
+from ..layers import (
+    ClusterMixer,
+    DropPath,
+    InputTransform,
+    PointNorm,
+    SetClusterMixer,
+    check_per_stage,
+    classifier_head,
+    make_activation,
+    shared_mlp,
+)
 from ..ops import farthest_point_sample, gather_points, knn_points
-from .context_cluster import DropPath
-from .point_classifier import PointClassifier, check_per_stage
-from .pointmlp import LinearBN, classifier_head, make_activation
-from .pointnet import InputTransform
+from .capture import BlockClusters, StageClusters, take_result
+from .point_classifier import PointClassifier
 from .registry import register_model
-
-
-class PointNorm(nn.BatchNorm1d):
-    """BatchNorm over the channels of a channels-last ``[B, N, C]`` point set."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
 
 
 class SetClusterBlock(nn.Module):
@@ -58,7 +57,7 @@ class SetClusterBlock(nn.Module):
 
 
 def spatial_groups(
-    xyz: torch.Tensor, centers: int, fps: Callable[[torch.Tensor, int], torch.Tensor] = farthest_point_sample
+    xyz: torch.Tensor, centers: int, fps: Callable[..., torch.Tensor] = farthest_point_sample
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Farthest-point anchors ``[B, centers]`` (sampled by ``fps``) and their groups ``[B, centers,
     N // centers]``: each anchor's nearest points, itself included (indices into ``xyz``).
@@ -69,22 +68,12 @@ def spatial_groups(
     return anchor_idx, knn_points(gather_points(xyz, anchor_idx), xyz, max(1, xyz.shape[1] // centers))
 
 
-@dataclass
-class SetStageClusters:
-    """What one stage clustered (see :meth:`PointSetCoC.capture_clusters`)."""
-
-    points: torch.Tensor  # [B, N, 3] the input cloud: every stage keeps every point
-    anchor_idx: torch.Tensor  # [B, M] the farthest-point anchors that seed the M centers
-    groups: torch.Tensor  # [B, M, K] the points each center is pooled from
-    assignments: list[torch.Tensor]  # per block: [B, heads, N] the center each point joined
-
-
 class PointSetCoC(PointClassifier):
     """Point-set Context Cluster classifier. Input: xyz ``[B, N, 3]`` (``"BCN"``: ``[B, 3, N]``), any ``N``.
 
     ``dims``, ``depths``, ``centers``, ``heads`` and ``head_dims`` give one value per stage; ``centers`` must
     not exceed the number of points. ``fps_op`` samples the anchors:
-    :func:`pointcoc.ops.farthest_point_sample`, or any function of its ``(points, num_samples)`` form.
+    :func:`pointcoc.ops.farthest_point_sample`, or any function of its form.
     """
 
     family = "pointset_coc"
@@ -115,26 +104,15 @@ class PointSetCoC(PointClassifier):
             raise ValueError(f"centers must be positive, got {list(centers)}")
         self.centers = list(centers)
         self.fps_op = farthest_point_sample
-        self._captured: dict[int, SetStageClusters] | None = None  # filled inside capture_clusters()
 
         self.transform = InputTransform(activation) if input_transform else None
         widths = (3, *embed_dims)
-        self.embed = nn.Sequential(
-            *[
-                m
-                for a, b in zip(widths[:-1], widths[1:])
-                for m in (LinearBN(a, b, True), make_activation(activation))
-            ]
-        )
+        self.embed = shared_mlp(widths, activation)
         rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         self.transitions, self.stages = nn.ModuleList(), nn.ModuleList()
         width = widths[-1]
         for i, dim in enumerate(dims):
-            self.transitions.append(
-                nn.Identity()
-                if dim == width
-                else nn.Sequential(LinearBN(width, dim, True), make_activation(activation))
-            )
+            self.transitions.append(nn.Identity() if dim == width else shared_mlp((width, dim), activation))
             first = sum(depths[:i])
             self.stages.append(
                 nn.ModuleList(
@@ -143,7 +121,7 @@ class PointSetCoC(PointClassifier):
                 )
             )
             width = dim
-        self.lift = nn.Sequential(LinearBN(width, feature_dim, True), make_activation(activation))
+        self.lift = shared_mlp((width, feature_dim), activation)
         self.num_features = feature_dim
         self.classifier = classifier_head((feature_dim, *head_widths), num_classes, activation, drop_rate)
 
@@ -158,39 +136,23 @@ class PointSetCoC(PointClassifier):
             for block in blocks:
                 feats = block(feats, groups)
             if self._captured is not None:
-                self._captured[s] = SetStageClusters(
-                    xyz.detach(), anchor_idx, groups, self._assignments(blocks)
-                )
+                self._captured[s] = StageClusters(
+                    centers, [_set_block(block.token_mixer) for block in blocks], points=xyz.detach(),
+                    anchor_idx=anchor_idx, groups=groups,
+                )  # fmt: skip
         return self.lift(feats).amax(dim=1)
 
-    @staticmethod
-    def _assignments(blocks: nn.ModuleList) -> list[torch.Tensor]:
-        out = []
-        for block in blocks:
-            mixer = block.token_mixer
-            n = mixer.last_result.assignment.shape[-1]  # heads folded into the batch as (b, head)
-            out.append(mixer.last_result.assignment.reshape(-1, mixer.heads, n))
-            mixer.last_result = None  # free what the assignment was read from
-        return out
+    def cluster_mixers(self) -> list[ClusterMixer]:
+        return [block.token_mixer for blocks in self.stages for block in blocks]
 
-    @contextmanager
-    def capture_clusters(self) -> Iterator[dict[int, SetStageClusters]]:
-        """Record each stage's anchors, groups and per-block assignments in the forwards of the ``with``.
 
-        Yields a dict filled by each forward with ``stage -> SetStageClusters``, read from the forward
-        itself (nothing is recomputed); a later forward overwrites it::
-
-            with model.capture_clusters() as stages:
-                model(xyz)
-            stages[0].assignments[0]  # [B, heads, N], values in [0, centers[0])
-        """
-        stages: dict[int, SetStageClusters] = {}
-        self._captured = stages
-        try:
-            with recording(block.token_mixer for blocks in self.stages for block in blocks):
-                yield stages
-        finally:
-            self._captured = None
+def _set_block(mixer: SetClusterMixer) -> BlockClusters:
+    """The mixer's recorded result (heads folded into the batch as ``(b, head)``) as ``[B, heads, N]``."""
+    result = take_result(mixer)
+    n = result.assignment.shape[-1]
+    return BlockClusters(
+        result.assignment.reshape(-1, mixer.heads, n), result.similarity.reshape(-1, mixer.heads, n)
+    )
 
 
 @register_model

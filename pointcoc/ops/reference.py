@@ -1,8 +1,12 @@
-"""Reference implementations of the point-set ops: naive loops written for clarity (tests), and the
-official pure-torch FPS loop (tests and the benchmarks that compare against the official code)."""
+"""Reference implementations of the point-set ops: naive loops written for clarity (tests), the
+official pure-torch FPS loop (tests and the benchmarks that compare against the official code) and a
+plain-Python transcription of pointnet2_ops' CUDA FPS kernel (tests)."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
 
@@ -41,6 +45,52 @@ def farthest_point_sample_official(xyz: torch.Tensor, npoint: int) -> torch.Tens
         distance = torch.min(distance, dist)
         farthest = torch.max(distance, -1)[1]
     return centroids
+
+
+def farthest_point_sample_pointnet2_kernel(points: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """pointnet2_ops' ``furthest_point_sampling_kernel`` (``_ext-src/src/sampling_gpu.cu``) line by line.
+
+    Every CUDA thread of the block is run in turn (all of them see the same ``old``, so the order does not
+    matter), then the shared-memory tree reduction with ``__update``. float32 arithmetic through numpy
+    scalars, written without fused multiply-adds; ``mag <= 1e-3`` compares a float with a C double
+    literal, so the float is widened first (numpy would narrow the literal instead).
+    """
+    out = []
+    n = points.shape[1]
+    block_size = max(min(1 << int(math.log(n) / math.log(2.0)), 512), 1)  # opt_n_threads
+    for cloud in points.detach().float().numpy():
+        dataset = [tuple(np.float32(c) for c in row) for row in cloud]
+        temp = [np.float32(1e10)] * n
+        idxs = [0] * num_samples
+        old = 0
+        for j in range(1, num_samples):
+            dists, dists_i = [np.float32(0)] * block_size, [0] * block_size
+            x1, y1, z1 = dataset[old]
+            for tid in range(block_size):
+                besti, best = 0, np.float32(-1)
+                for k in range(tid, n, block_size):
+                    x2, y2, z2 = dataset[k]
+                    mag = (x2 * x2) + (y2 * y2) + (z2 * z2)
+                    if float(mag) <= 1e-3:
+                        continue
+                    d = (x2 - x1) * (x2 - x1) + (y2 - y1) * (y2 - y1) + (z2 - z1) * (z2 - z1)
+                    d2 = min(d, temp[k])
+                    temp[k] = d2
+                    besti = k if d2 > best else besti
+                    best = d2 if d2 > best else best
+                dists[tid], dists_i[tid] = best, besti
+            stride = block_size // 2
+            while stride >= 1:
+                for tid in range(stride):  # __update(dists, dists_i, tid, tid + stride)
+                    v1, v2 = dists[tid], dists[tid + stride]
+                    i1, i2 = dists_i[tid], dists_i[tid + stride]
+                    dists[tid] = max(v1, v2)
+                    dists_i[tid] = i2 if v2 > v1 else i1
+                stride //= 2
+            old = dists_i[0]
+            idxs[j] = old
+        out.append(idxs)
+    return torch.tensor(out, dtype=torch.long)
 
 
 def knn_points_naive(queries: torch.Tensor, points: torch.Tensor, k: int) -> torch.Tensor:

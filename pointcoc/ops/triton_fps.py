@@ -105,29 +105,61 @@ def _fps_kernel(
             farthest = best_idx
 
 
-def farthest_point_sample_triton(points: torch.Tensor, num_samples: int) -> torch.Tensor:
-    """Indices ``[B, num_samples]`` of an FPS of float32/float64 ``points [B, N, D]`` from point 0.
-
-    Arguments are validated by :func:`pointcoc.ops.farthest_point_sample`, which dispatches here.
-    """
-    b, n, d = points.shape
-    dist = torch.full((b, n), INITIAL_DISTANCE, dtype=points.dtype, device=points.device)
-    idx = torch.empty(b, num_samples, dtype=torch.long, device=points.device)
+def launch_meta(n: int, d: int) -> dict[str, int | bool]:
+    """The kernel's compile-time parameters for clouds of ``n`` points in ``d`` dimensions: the whole cloud
+    stays in registers (``RESIDENT``) when its padded tile fits, otherwise it is swept in blocks."""
     block_d = triton.next_power_of_2(d)
     resident = triton.next_power_of_2(n) * block_d <= _TILE_ELEMENTS
     block_n = triton.next_power_of_2(n) if resident else max(_TILE_ELEMENTS // block_d, 16)
+    return {
+        "D": d,
+        "BLOCK_D": block_d,
+        "BLOCK_N": block_n,
+        "RESIDENT": resident,
+        "num_warps": max(1, min(16, block_n * block_d // 512)),
+    }
+
+
+# a fused a*a+b would round differently from torch's separate square and sum
+_COMPILE_OPTIONS = {"enable_fp_fusion": False}
+
+
+def farthest_point_sample_triton(
+    points: torch.Tensor, num_samples: int, initial: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Indices ``[B, num_samples]`` of an FPS of float32/float64 ``points [B, N, D]`` from point 0.
+
+    ``initial`` ``[B, N]``: the running minimum to start from (default ``INITIAL_DISTANCE``; negative
+    entries are never chosen, which is how pointnet2_ops' near-origin skip is expressed). Arguments are
+    validated by :func:`pointcoc.ops.farthest_point_sample`, which dispatches here.
+    """
+    b, n, d = points.shape
+    if initial is None:
+        dist = torch.full((b, n), INITIAL_DISTANCE, dtype=points.dtype, device=points.device)
+    else:
+        dist = initial.to(points.dtype).clone()
+    idx = torch.empty(b, num_samples, dtype=torch.long, device=points.device)
     _fps_kernel[(b,)](
-        points.detach(),
-        dist,
-        idx,
-        n,
-        num_samples,
-        *points.stride(),
-        D=d,
-        BLOCK_D=block_d,
-        BLOCK_N=block_n,
-        RESIDENT=resident,
-        num_warps=max(1, min(16, block_n * block_d // 512)),
-        enable_fp_fusion=False,  # a fused a*a+b would round differently from torch's separate square and sum
+        points.detach(), dist, idx, n, num_samples, *points.stride(), **launch_meta(n, d), **_COMPILE_OPTIONS
     )
     return idx
+
+
+def compile_ahead(arch: int, dtype: torch.dtype, n: int, d: int, warp_size: int = 32) -> dict[str, object]:
+    """Compile the kernel for CUDA compute capability ``arch`` (80: A100, 90: H100/H200) without a GPU, with
+    the parameters a launch on ``[B, n, d]`` clouds of ``dtype`` uses; returns Triton's assembly stages
+    (``ptx``, ``cubin``, ...). Codegen errors surface here, on any machine, instead of at the first launch.
+    """
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    meta = launch_meta(n, d)
+    num_warps = meta.pop("num_warps")
+    element = {torch.float32: "fp32", torch.float64: "fp64"}[dtype]
+    pointers = {"points_ptr": f"*{element}", "dist_ptr": f"*{element}", "idx_ptr": "*i64"}
+    signature = {
+        name: pointers.get(name, "constexpr" if name in meta else "i32") for name in _fps_kernel.arg_names
+    }
+    source = ASTSource(fn=_fps_kernel, signature=signature, constexprs=meta)
+    target = GPUTarget("cuda", arch, warp_size)
+    return triton.compile(source, target=target, options={"num_warps": num_warps, **_COMPILE_OPTIONS}).asm

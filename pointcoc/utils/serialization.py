@@ -9,6 +9,7 @@ or raises one ValueError listing the missing, unexpected and mis-shaped keys.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,18 +22,32 @@ StateDict = dict[str, torch.Tensor]
 def safe_load(path: str | os.PathLike, allowed_globals: Sequence[Any] = ()) -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU, with one-line errors naming ``path``."""
     path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ValueError(f"checkpoint {path} does not exist")
     if not os.path.isfile(path):
-        raise ValueError(f"checkpoint {path} does not exist (or is not a file)")
+        raise ValueError(f"checkpoint {path} is not a file")
     try:
         with torch.serialization.safe_globals(list(allowed_globals)):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError, RuntimeError, EOFError ... depending on the payload
-        text = str(exc).strip()
-        first = text.splitlines()[0] if text else type(exc).__name__
-        raise ValueError(
-            f"{path} cannot be loaded as plain weights (weights_only=True refused it: {first}); "
-            "it is corrupt, truncated or holds objects that would run code"
-        ) from None
+        raise ValueError(f"{path} {_refusal(exc)}") from None
+
+
+def _refusal(exc: Exception) -> str:
+    """Why torch refused the file, in our words: never torch's advice to retry with weights_only=False."""
+    text = str(exc)
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return (
+            f"was refused: it holds {found.group(1)}, which only a full unpickle (able to run code) could "
+            "load; pointcoc loads tensors and plain containers only (official checkpoint files: "
+            "pointcoc.compat.load_official_checkpoint)"
+        )
+    found = re.search(r"failed reading zip archive: ([^.]+)", text)
+    detail = (
+        found.group(1) if found else f"{type(exc).__name__} {(text.strip().splitlines() or [''])[0][:120]}"
+    )
+    return f"is not a readable torch checkpoint (corrupt or truncated: {detail})"
 
 
 def load_state_dict_strict(model: nn.Module, state_dict: StateDict, source: str | os.PathLike) -> None:

@@ -1,8 +1,8 @@
 """Image pictures: each point's center (hard assignment) as a colour blended over the image, region borders.
 
-The assignment comes from :meth:`pointcoc.models.ContextCluster.capture_assignments` (the forward pass's own
-clustering). Centers are numbered inside each region, so colour ``i`` means "center ``i`` of its region"
-and the borders show which region a point was clustered in.
+The assignment comes from the model's ``capture_clusters()`` (the forward pass's own clustering, see
+:mod:`pointcoc.models.capture`). Centers are numbered inside each region, so colour ``i`` means "center ``i``
+of its region" and the borders show which region a point was clustered in.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from ..models import ContextCluster
+from ..cluster import padded_to_folds
+from ..models.capture import StageClusters
 from .colors import BORDER, cluster_colors
 
 DISPLAY_SIDE = 448  # pictures are drawn at about this size, whatever the model's input size
@@ -25,23 +25,14 @@ class ImageClusters:
     assignment: np.ndarray  # [h, w] center index inside the point's region, row-major over the proposals
     folds: tuple[int, int]  # regions along (h, w); (1, 1) when the block clusters the whole map
     padded: tuple[int, int]  # size the map was clustered at (rounded up to multiples of the folds)
-    centers: int  # centers per region: proposal_w * proposal_h
+    centers: int  # centers per region
 
 
-def block_counts(model: ContextCluster) -> list[int]:
-    """Number of blocks of each stage."""
-    return [len(model.network[idx]) for idx in model.stage_indices]
-
-
-def image_clusters(
-    model: ContextCluster, maps: dict[tuple[int, int], torch.Tensor], stage: int, block: int, head: int
-) -> ImageClusters:
-    """The picture data of ``(stage, block, head)`` for the first image of a captured batch."""
-    mixer = model.cluster_mixers()[(stage, block)]
-    assignment = maps[(stage, block)][0, head].cpu().numpy()
-    h, w = assignment.shape
-    rows, cols = mixer.proposals
-    return ImageClusters(assignment, mixer.folds, mixer.padded_size(h, w), rows * cols)
+def image_clusters(stage: StageClusters, block: int, head: int) -> ImageClusters:
+    """The picture data of ``block`` and ``head`` of a captured image stage, for the batch's first image."""
+    assignment = stage.blocks[block].assignment[0, head].cpu().numpy()
+    padded = padded_to_folds(assignment.shape, stage.regions)
+    return ImageClusters(assignment, stage.regions, padded, stage.centers)
 
 
 def display_side(image_size: int) -> int:

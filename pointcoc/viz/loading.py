@@ -1,4 +1,8 @@
-"""The model to visualise: rebuilt from a training checkpoint (``weights_only``) or a registered name."""
+"""The model to visualise: rebuilt from a training checkpoint (``weights_only``) or a registered name.
+
+What a model takes (points or images, how many points, the image size and normalisation) and whether it
+has clusters to draw is what its ``model_cfg`` declares; a checkpoint's model declares what its run used.
+"""
 
 from __future__ import annotations
 
@@ -8,39 +12,37 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..data.image_augment import IMAGENET_MEAN, IMAGENET_STD, ImageRecipe
-from ..engine.checkpoint import load_checkpoint
-from ..engine.trainer import build_model, evaluation_weights, load_weights
-from ..models import ContextCluster, PointMLP, PointSetCoC, create_model, list_models
+from ..engine.build import load_trained_model
+from ..models import ModelCfg, create_model
 
 TOP_K = 5
-POINT_CLUSTER_MODELS = (PointMLP, PointSetCoC)  # point models whose clusters can be drawn
 
 
 @dataclass
 class VizModel:
-    """A model in eval mode plus what is needed to prepare its inputs and name its predictions."""
+    """A model in eval mode plus what is needed to name its predictions; its inputs follow its
+    ``model_cfg`` (points per cloud, or image size, mean and std)."""
 
     model: nn.Module
     name: str
     source: str  # the checkpoint path, or "random weights"
     classes: list[str] | None  # None: predictions are not shown (no class names known)
-    num_points: int = 1024  # point models: points fed per cloud
     canonical: bool = False  # point models: put shapes in canonical pose first, as the run's data did
-    image_size: int = 224  # image models: side of the square input
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
+
+    @property
+    def cfg(self) -> ModelCfg:
+        return self.model.model_cfg
 
     @property
     def is_points(self) -> bool:
-        return not isinstance(self.model, ContextCluster)
+        return self.cfg.is_points
 
 
 def _checked(model: nn.Module, name: str) -> nn.Module:
-    if not isinstance(model, (ContextCluster, *POINT_CLUSTER_MODELS)):
+    if not model.model_cfg.has_clusters:
         raise ValueError(
-            f"{name} has no cluster assignments to show; visualise a CoC image model (coc_*), a "
-            "PointMLP-family point model (pointmlp*) or a point-set CoC (pointset_coc*)"
+            f"{name} has no clusters to show; visualise a CoC image model (coc_*), a PointMLP-family point "
+            "model (pointmlp*) or a point-set CoC (pointset_coc*)"
         )
     return model.eval()
 
@@ -48,30 +50,16 @@ def _checked(model: nn.Module, name: str) -> nn.Module:
 def load_named_model(name: str, seed: int = 0) -> VizModel:
     """A registered model with random weights (fixed ``seed``), to inspect an untrained model."""
     torch.manual_seed(seed)
-    model = _checked(create_model(name), name)
-    num_points = model.num_points if isinstance(model, POINT_CLUSTER_MODELS) else 1024
-    return VizModel(model, name, "random weights", None, num_points=num_points)
+    return VizModel(_checked(create_model(name), name), name, "random weights", None)
 
 
 def load_checkpoint_model(path: str | Path) -> VizModel:
     """The model a ``main.py train`` checkpoint holds (its EMA weights when the run kept them)."""
-    path = Path(path)
-    state = load_checkpoint(path)
-    config, classes = state["config"], state.get("classes")
-    if not classes:
-        raise ValueError(f"{path} holds no class names; use a checkpoint written by `main.py train`")
-    name, data = config["model"]["name"], config["data"]
-    is_points = name not in list_models(family="context_cluster")
-    model = _checked(build_model(config, len(classes), is_points), name)
-    load_weights(model, evaluation_weights(state), path)
-    if isinstance(model, POINT_CLUSTER_MODELS):
-        canonical = bool(dict(data["kwargs"]).get("canonical", False))
-        return VizModel(model, name, str(path), list(classes), model.num_points, canonical)
-    recipe = ImageRecipe(**dict(data["image_recipe"]))
-    return VizModel(
-        model, name, str(path), list(classes), image_size=recipe.image_size,
-        mean=tuple(recipe.mean), std=tuple(recipe.std),
-    )  # fmt: skip
+    trained = load_trained_model(path)
+    name = trained.config.model.name
+    model = _checked(trained.model, name)
+    canonical = model.model_cfg.is_points and bool(trained.config.data.kwargs.get("canonical", False))
+    return VizModel(model, name, str(path), trained.classes, canonical)
 
 
 def top_predictions(

@@ -1,14 +1,11 @@
-"""Point-cloud pictures: which kNN group (cluster) gathers each point, and which points each sampling keeps.
+"""Point-cloud pictures: which cluster gathers each point, and which points each sampling keeps.
 
-In PointMLP-CoC each stage samples anchors by farthest-point sampling, gathers the k nearest points of
-each, and clusters inside every group around one center, the group mean: a group *is* a cluster. Groups
-overlap, so a point is coloured by the group whose center it is most similar to (the similarity the
-forward pass computed, read from :meth:`pointcoc.models.PointMLP.capture_clusters`); in models without
-cluster blocks (PointMLP), by the nearest anchor among the groups that hold it. Points of the stage's set
-that no group gathered stay grey.
-
-A point-set CoC (:mod:`pointcoc.models.pointset_coc`) clusters the whole cloud at every stage: each point
-has the colour of the center it joined, and each center's seed (its farthest-point anchor) is outlined.
+Everything is read from the model's ``capture_clusters()`` (:mod:`pointcoc.models.capture`): each point has
+the colour of the center it joined and each center's seed (its farthest-point anchor) is outlined. In
+PointMLP-CoC a kNN group *is* a cluster (one center, the group mean); groups overlap, so a point has the
+colour of the group whose center it is most similar to (the similarity the forward pass computed); in
+models that group without clustering (PointMLP), of its nearest anchor's group. Points of the stage's set
+that no group gathered stay grey. A point-set CoC clusters the whole cloud at every stage.
 """
 
 from __future__ import annotations
@@ -18,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..models.pointmlp import StageGroups
-from ..models.pointset_coc import SetStageClusters
+from ..models import StageClusters
+from ..models.capture import group_owner
 from .colors import CONTEXT, UNGROUPED, cluster_colors
 
 CENTER_SIZE, POINT_SIZE, CONTEXT_SIZE = 2.5, 1.0, 0.5  # marker scales shared by the PNG and HTML views
@@ -29,9 +26,9 @@ CENTER_SIZE, POINT_SIZE, CONTEXT_SIZE = 2.5, 1.0, 0.5  # marker scales shared by
 class PointClusters:
     """One stage, block and head of one cloud."""
 
-    points: np.ndarray  # [N, 3] the set the stage groups (input points for stage 0, else earlier anchors)
-    owner: np.ndarray  # [N] group owning each point, -1 for points in no group
-    anchors: np.ndarray  # [S] each group's anchor, an index into ``points``
+    points: np.ndarray  # [N, 3] the stage's points (the input, or the earlier anchors of a sampling model)
+    owner: np.ndarray  # [N] the center (group) each point joined, -1 for points in no group
+    anchors: np.ndarray  # [M] the anchor seeding each center's group, an index into ``points``
     group_size: int  # k
 
     @property
@@ -50,49 +47,40 @@ class PointLayer:
     outlined: np.ndarray  # [N] bool: drawn with a dark edge (the groups' anchors)
 
 
-def group_owner(neighbours: torch.Tensor, score: torch.Tensor, num_points: int) -> torch.Tensor:
-    """``[num_points]``: for each point, the group (row of ``neighbours [S, K]``) where its ``score`` is
-    highest; ties go to the higher group index, points in no group get -1."""
-    idx, flat = neighbours.reshape(-1), score.reshape(-1).float()
-    groups = torch.arange(neighbours.shape[0], device=idx.device).repeat_interleave(neighbours.shape[1])
-    best = torch.full((num_points,), -torch.inf, device=idx.device).scatter_reduce(0, idx, flat, "amax")
-    won = flat == best[idx]
-    owner = torch.full((num_points,), -1, dtype=torch.long, device=idx.device)
-    return owner.scatter_reduce(0, idx[won], groups[won], "amax")
+def point_clusters(stage: StageClusters, block: int, head: int) -> PointClusters:
+    """The picture data of ``block`` and ``head`` of a captured point stage, for the batch's first cloud;
+    a stage without cluster blocks has one "block": its groups, each point in its nearest anchor's."""
+    points, anchors, groups = stage.points[0], stage.anchor_idx[0], stage.groups[0]
+    if stage.blocks:
+        owner = stage.blocks[block].assignment[0, head]
+    else:
+        score = -(points[groups] - points[anchors][:, None]).norm(dim=-1)
+        owner = group_owner(groups[None], score[None, None], points.shape[0])[0][0, 0]
+    return PointClusters(points.cpu().numpy(), owner.cpu().numpy(), anchors.cpu().numpy(), groups.shape[-1])
 
 
-def point_clusters(stages: dict[int, StageGroups], stage: int, block: int, head: int) -> PointClusters:
-    """The picture data of ``(stage, block, head)`` for the first cloud of a captured batch."""
-    groups = stages[stage]
-    points, neighbours, anchors = groups.points[0], groups.neighbours[0], groups.anchor_idx[0]
-    record = groups.blocks[block]
-    if record is not None:
-        score = record.similarity[0, :, head]
-    else:  # no cluster block: the nearest anchor
-        score = -(points[neighbours] - points[anchors][:, None]).norm(dim=-1)
-    owner = group_owner(neighbours, score, points.shape[0])
-    return PointClusters(
-        points.cpu().numpy(), owner.cpu().numpy(), anchors.cpu().numpy(), neighbours.shape[1]
-    )
+def outside(stage: StageClusters, cloud: np.ndarray) -> np.ndarray:
+    """The points of the input ``cloud`` ``[N, 3]`` that are not among the stage's points (first cloud)."""
+    if stage.point_idx is None:
+        return cloud[:0]
+    keep = np.ones(len(cloud), dtype=bool)
+    keep[stage.point_idx[0].cpu().numpy()] = False
+    return cloud[keep]
 
 
-def set_clusters(stage: SetStageClusters, block: int, head: int) -> PointClusters:
-    """The picture data of one point-set CoC block and head for the first cloud of a captured batch."""
-    return PointClusters(
-        stage.points[0].cpu().numpy(),
-        stage.assignments[block][0, head].cpu().numpy(),
-        stage.anchor_idx[0].cpu().numpy(),
-        stage.groups.shape[-1],
-    )
+def keeps_every_point(stages: dict[int, StageClusters]) -> bool:
+    """Whether every stage clusters the whole input cloud (no stage works on a sample of it)."""
+    return all(stage.point_idx is None for stage in stages.values())
 
 
-def survival(stages: dict[int, StageGroups]) -> np.ndarray:
-    """``[N]`` for the input points of the first cloud: how many sampling stages each one survived."""
-    index = torch.arange(stages[0].points.shape[1])
-    depth = torch.zeros_like(index)
+def survival(stages: dict[int, StageClusters], num_points: int) -> np.ndarray:
+    """``[num_points]`` for the input points of the first cloud: how many stages' anchor samplings each one
+    survived (a point is kept by stage ``s`` when it is one of its anchors)."""
+    depth = torch.zeros(num_points, dtype=torch.long)
     for s in sorted(stages):
-        index = index[stages[s].anchor_idx[0].cpu()]
-        depth[index] = s + 1
+        stage = stages[s]
+        index = torch.arange(num_points) if stage.point_idx is None else stage.point_idx[0].cpu()
+        depth[index[stage.anchor_idx[0].cpu()]] = s + 1
     return depth.numpy()
 
 

@@ -11,21 +11,16 @@ import torch
 
 from ..data.image_augment import ImageEvalTransform
 from ..data.images import resize_center_crop
-from ..models import ContextCluster, PointMLP, PointSetCoC
-from .image_clusters import (
-    block_counts,
-    display_side,
-    image_clusters,
-    prediction_panel,
-    render_image_clusters,
-)
+from ..models import StageClusters
+from .image_clusters import display_side, image_clusters, prediction_panel, render_image_clusters
 from .inputs import POINT_EXTENSIONS, input_kind, read_image, read_points, split_index
 from .loading import VizModel, top_predictions
 from .point_clusters import (
     PointLayer,
     cluster_layer,
+    keeps_every_point,
+    outside,
     point_clusters,
-    set_clusters,
     survival,
     survival_layer,
 )
@@ -99,9 +94,7 @@ def visualize(
         if index is not None:
             raise ValueError(f"--index {index} applies to .h5 point files only, not {path.name}")
         return _visualize_image(viz, read_image(path), stage, block, head, alpha)
-    xyz = read_points(path, viz.num_points, index, viz.canonical)
-    if isinstance(viz.model, PointSetCoC):
-        return _visualize_point_set(viz, xyz, path.name, stage, block, head)
+    xyz = read_points(path, viz.cfg.num_points, index, viz.canonical)
     return _visualize_points(viz, xyz, path.name, stage, block, head)
 
 
@@ -110,25 +103,29 @@ def image_model_input(viz: VizModel, image) -> tuple[torch.Tensor, np.ndarray]:
 
     The shorter side is kept whole (resized, centre-cropped square): what is uploaded is what is shown.
     """
-    side = viz.image_size
-    x = ImageEvalTransform(viz.mean, viz.std)(resize_center_crop(image, side, side)[None])
+    side = viz.cfg.image_size
+    x = ImageEvalTransform(viz.cfg.mean, viz.cfg.std)(resize_center_crop(image, side, side)[None])
     big = display_side(side)
     return x, resize_center_crop(image, big, big).permute(1, 2, 0).numpy()
+
+
+def capture(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[int, StageClusters]]:
+    """Logits and the captured stages of one input batch (no gradients)."""
+    with torch.no_grad(), model.capture_clusters() as stages:
+        logits = model(x)
+    return logits, stages
 
 
 def _visualize_image(
     viz: VizModel, image, stage: int, block: int | None, head: int, alpha: float
 ) -> Visualization:
-    model: ContextCluster = viz.model
-    counts = block_counts(model)
-    stage = choose("stage", stage, len(counts), viz.name)
-    block = choose("block", block, counts[stage], f"stage {stage} of {viz.name}")
-    mixer = model.cluster_mixers()[(stage, block)]
-    head = choose("head", head, mixer.heads, f"stage {stage} of {viz.name}")
     x, display = image_model_input(viz, image)
-    with torch.no_grad(), model.capture_assignments() as maps:
-        logits = model(x)
-    clusters = image_clusters(model, maps, stage, block, head)
+    logits, stages = capture(viz.model, x)
+    stage = choose("stage", stage, len(stages), viz.name)
+    blocks = stages[stage].blocks
+    block = choose("block", block, len(blocks), f"stage {stage} of {viz.name}")
+    head = choose("head", head, blocks[block].assignment.shape[1], f"stage {stage} of {viz.name}")
+    clusters = image_clusters(stages[stage], block, head)
     regions = clusters.folds[0] * clusters.folds[1]
     summary = (
         f"{viz.name} ({viz.source}) stage {stage} block {block} head {head}: {regions} region(s) x "
@@ -139,75 +136,59 @@ def _visualize_image(
     )
 
 
-def capture_points(model: PointMLP, xyz: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """Logits ``[1, K]`` and the captured stages of one cloud ``[1, N, 3]``."""
-    with torch.no_grad(), model.capture_clusters() as stages:
-        logits = model(xyz)
-    return logits, stages
+def point_blocks(stage: StageClusters) -> int:
+    """Blocks to choose from in a point stage: its cluster blocks (1 in stages without: the groups)."""
+    return max(1, len(stage.blocks))
 
 
-def cluster_blocks(model: PointMLP, stage: int) -> int:
-    """Blocks to choose from in ``stage``: its cluster blocks (1 in models without: the kNN groups)."""
-    blocks = model.stages[stage].pre
-    return len(blocks) if blocks[0].cluster is not None else 1
+def point_heads(stages: dict[int, StageClusters]) -> int:
+    """Heads every cluster block has (a head index must exist in all the layers drawn); 1 without any."""
+    return min((block.assignment.shape[1] for s in stages.values() for block in s.blocks), default=1)
 
 
-def stage_layer(stages: dict, depth: np.ndarray, stage: int, block: int, head: int) -> PointLayer:
-    """The clusters of ``(stage, block, head)`` over the input points that did not reach the stage."""
-    clusters = point_clusters(stages, stage, block, head)
-    name = f"stage {stage} block {block}: {clusters.num_groups} groups of {clusters.group_size}"
-    return cluster_layer(clusters, stages[0].points[0].cpu().numpy()[depth < stage], name)
+def point_layers(
+    stages: dict[int, StageClusters], cloud: np.ndarray, head: int
+) -> tuple[list[tuple[int, int]], list[PointLayer]]:
+    """Every ``(stage, block)`` and its layer: the stage's points coloured by the center they joined, over
+    the input points ``cloud`` ``[N, 3]`` that the stage does not cluster (in light grey)."""
+    keys, layers = [], []
+    for s in sorted(stages):
+        stage = stages[s]
+        for b in range(point_blocks(stage)):
+            clusters = point_clusters(stage, b, head)
+            what = f"{clusters.num_groups} " + (
+                f"groups of {clusters.group_size}" if stage.within_groups else "centers"
+            )
+            keys.append((s, b))
+            layers.append(cluster_layer(clusters, outside(stage, cloud), f"stage {s} block {b}: {what}"))
+    return keys, layers
+
+
+def _legend(stage: StageClusters) -> str:
+    if not stage.within_groups:
+        return "each point has the colour of the center it joined; outlined: the anchors that seeded them"
+    joined = "most similar group" if stage.blocks else "nearest anchor's group"
+    return f"a group is a cluster; outlined: its anchor; each point has the colour of its {joined}"
 
 
 def _visualize_points(
     viz: VizModel, xyz: torch.Tensor, label: str, stage: int, block: int | None, head: int
 ) -> Visualization:
-    model: PointMLP = viz.model
-    stage = choose("stage", stage, len(model.stages), viz.name)
-    block = choose("block", block, cluster_blocks(model, stage), f"stage {stage} of {viz.name}")
-    head = choose("head", head, int(model.config["cluster_heads"]), viz.name)
-    logits, stages = capture_points(model, xyz[None])
-    depth = survival(stages)
-    keys = [(s, b) for s in range(len(model.stages)) for b in range(cluster_blocks(model, s))]
-    layers = [stage_layer(stages, depth, s, b, head) for s, b in keys]
-    layers.append(survival_layer(stages[0].points[0].cpu().numpy(), depth, len(model.stages)))
-    legend = "a group is a cluster; outlined: its anchor; each point has the colour of its most similar group"
-    extra = [(layers[-1], VIEWS[0])]  # which points each sampling kept
-    return _point_picture(viz, label, logits, layers, keys.index((stage, block)), head, legend, extra)
-
-
-def set_layers(model: PointSetCoC, stages: dict, head: int) -> tuple[list[tuple[int, int]], list[PointLayer]]:
-    """Every ``(stage, block)`` of a point-set CoC and its layer: the cloud coloured by joined center."""
-    keys = [(s, b) for s, blocks in enumerate(model.stages) for b in range(len(blocks))]
-    layers = []
-    for s, b in keys:
-        clusters = set_clusters(stages[s], b, head)
-        name = f"stage {s} block {b}: {clusters.num_groups} centers"
-        layers.append(cluster_layer(clusters, np.zeros((0, 3), np.float32), name))
-    return keys, layers
-
-
-def set_heads(model: PointSetCoC) -> int:
-    """Heads every stage of a point-set CoC has (a head index must exist in all the layers drawn)."""
-    return min(blocks[0].token_mixer.heads for blocks in model.stages if len(blocks))
-
-
-def _visualize_point_set(
-    viz: VizModel, xyz: torch.Tensor, label: str, stage: int, block: int | None, head: int
-) -> Visualization:
-    model: PointSetCoC = viz.model
-    stage = choose("stage", stage, len(model.stages), viz.name)
-    block = choose("block", block, len(model.stages[stage]), f"stage {stage} of {viz.name}")
-    head = choose("head", head, set_heads(model), viz.name)
-    with torch.no_grad(), model.capture_clusters() as stages:
-        logits = model(xyz[None])
-    keys, layers = set_layers(model, stages, head)
-    legend = "each point has the colour of the center it joined; outlined: the anchor that seeded the center"
+    logits, stages = capture(viz.model, xyz[None])
+    stage = choose("stage", stage, len(stages), viz.name)
+    block = choose("block", block, point_blocks(stages[stage]), f"stage {stage} of {viz.name}")
+    head = choose("head", head, point_heads(stages), viz.name)
+    cloud = xyz.cpu().numpy()
+    keys, layers = point_layers(stages, cloud, head)
     chosen = keys.index((stage, block))
-    # the fourth panel: the coarsest clusters next to finer ones, or the finest next to the coarsest
-    other = [layers[-1 if chosen != len(layers) - 1 else 0]] if len(layers) > 1 else []
-    extra = [(layer, VIEWS[0]) for layer in other]
-    return _point_picture(viz, label, logits, layers, chosen, head, legend, extra)
+    if keeps_every_point(stages):
+        # the fourth panel: the coarsest clusters next to finer ones, or the finest next to the coarsest
+        extra = [layers[-1 if chosen != len(layers) - 1 else 0]] if len(layers) > 1 else []
+    else:  # which points each sampling kept
+        extra = [survival_layer(cloud, survival(stages, len(cloud)), len(stages))]
+        layers.append(extra[0])
+    views = [(layer, VIEWS[0]) for layer in extra]
+    return _point_picture(viz, label, logits, layers, chosen, head, _legend(stages[stage]), views)
 
 
 def _point_picture(

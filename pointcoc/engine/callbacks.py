@@ -1,0 +1,78 @@
+"""Epoch callbacks: what training does besides training, on the main process (rank 0).
+
+The engine logs its scalars and confusion matrices to TensorBoard through :class:`TensorBoardLog`; callers add
+their own (``main.py`` adds the cluster pictures of :mod:`pointcoc.viz.tensorboard`), so the engine needs no
+knowledge of what they draw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import RunConfig
+from .data import BatchPrep, RunData
+from .state import TrainState
+
+
+@dataclass
+class RunContext:
+    """The run a callback serves: its config and folder, datasets, batch preparation (``prep.eval`` turns a
+    batch of dataset items into model inputs) and the TensorBoard writer of ``out/tensorboard``."""
+
+    config: RunConfig
+    out: Path
+    data: RunData
+    prep: BatchPrep
+    writer: Any  # torch.utils.tensorboard.SummaryWriter
+
+
+class Callback:
+    """Hooks of the training loop, called on the main process only; override the ones needed.
+
+    ``on_epoch_end`` gets the epoch's history record (``epoch``, ``loss``, ``acc``, ``lr``; after validation
+    also ``val_oa``, ``val_macc``, ``val`` and the confusion matrix ``val_confusion``) after the best
+    checkpoint and before the last one is written. ``on_train_end`` gets metrics.json's content (plus
+    ``test_confusion`` when the test split was evaluated).
+    """
+
+    def on_train_start(self, run: RunContext, state: TrainState) -> None:
+        pass
+
+    def on_epoch_end(self, epoch: int, state: TrainState, metrics: dict[str, Any]) -> None:
+        pass
+
+    def on_train_end(self, state: TrainState, metrics: dict[str, Any]) -> None:
+        pass
+
+
+class TensorBoardLog(Callback):
+    """Training loss, accuracy and learning rate every epoch; validation OA / mAcc when evaluated; the last
+    validation and the test confusion matrices (rows normalised)."""
+
+    def on_train_start(self, run: RunContext, state: TrainState) -> None:
+        self.writer, self.epochs = run.writer, run.config.train.epochs
+
+    def on_epoch_end(self, epoch: int, state: TrainState, metrics: dict[str, Any]) -> None:
+        if "val" in metrics:
+            self.writer.add_scalar("val/oa", metrics["val_oa"], epoch)
+            self.writer.add_scalar("val/macc", metrics["val_macc"], epoch)
+            if epoch == self.epochs:
+                self._confusion("val/confusion_last", metrics["val_confusion"], epoch)
+        for key in ("loss", "acc", "lr"):
+            self.writer.add_scalar(f"train/{key}", metrics[key], epoch)
+
+    def on_train_end(self, state: TrainState, metrics: dict[str, Any]) -> None:
+        if "test_confusion" in metrics:
+            self._confusion("test/confusion", metrics["test_confusion"], metrics["selection"]["best_epoch"])
+
+    def _confusion(self, tag: str, matrix: np.ndarray, step: int) -> None:
+        rows = matrix.sum(axis=1, keepdims=True).clip(min=1)
+        image = torch.from_numpy(matrix / rows).float()
+        # nearest-neighbour upscaling so small matrices stay legible in TensorBoard
+        scale = max(1, 256 // max(matrix.shape))
+        self.writer.add_image(tag, image.repeat_interleave(scale, 0).repeat_interleave(scale, 1)[None], step)
