@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
+from ..cluster import Aggregation
 from ..layers import GroupClusterMixer
 from ..ops import farthest_point_sample, gather_points, knn_points
 from .point_classifier import PointClassifier, check_per_stage
@@ -125,10 +126,17 @@ class PreBlock(nn.Module):
     """Optional context-cluster block followed by a residual MLP, applied to every group."""
 
     def __init__(
-        self, dim: int, expansion: float, bias: bool, activation: str, cluster: bool, heads: int
+        self,
+        dim: int,
+        expansion: float,
+        bias: bool,
+        activation: str,
+        cluster: bool,
+        heads: int,
+        aggregation: Aggregation = "similarity",
     ) -> None:
         super().__init__()
-        self.cluster = GroupClusterMixer(dim, heads=heads) if cluster else None
+        self.cluster = GroupClusterMixer(dim, heads=heads, aggregation=aggregation) if cluster else None
         self.mlp = ResidualMLP(dim, expansion, bias, activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -155,6 +163,7 @@ class Stage(nn.Module):
         normalize: str | None,
         cluster: bool,
         cluster_heads: int,
+        aggregation: Aggregation = "similarity",
     ) -> None:
         super().__init__()
         self.grouper = LocalGrouper(in_dim, samples, k, use_xyz, normalize)
@@ -162,7 +171,7 @@ class Stage(nn.Module):
         self.act = make_activation(activation)
         self.pre = nn.Sequential(
             *[
-                PreBlock(out_dim, expansion, bias, activation, cluster, cluster_heads)
+                PreBlock(out_dim, expansion, bias, activation, cluster, cluster_heads, aggregation)
                 for _ in range(pre_blocks)
             ]
         )
@@ -225,6 +234,7 @@ class PointMLP(PointClassifier):
         reducers: Sequence[int] = (2, 2, 2, 2),
         cluster: bool = False,
         cluster_heads: int = 1,
+        aggregation: Aggregation = "similarity",
         drop_rate: float = 0.5,
         input_layout: str = "BNC",
     ) -> None:
@@ -264,6 +274,7 @@ class PointMLP(PointClassifier):
                     normalize,
                     cluster,
                     cluster_heads,
+                    aggregation,
                 )
             )
             self.stage_samples.append(samples)
