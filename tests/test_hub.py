@@ -147,8 +147,8 @@ def test_a_local_path_works_offline_and_an_entry_without_url_says_where_to_put_t
     source, data, entry = published
     path = tmp_path / "best_checkpoint.pth"
     path.write_bytes(data)
-    model = pointcoc.create_model("pointmlp_elite", pretrained=str(path), num_classes=15)
-    assert _same_weights(model, source)
+    model = pointcoc.create_model("pointmlp_elite", pretrained=str(path))  # 15 classes: the file's
+    assert _same_weights(model, source) and model.model_cfg.num_classes == 15
     by_hand = dataclasses.replace(entry, url=None)
     _use_entry(monkeypatch, by_hand)
     with pytest.raises(ValueError) as err:

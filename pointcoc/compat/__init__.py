@@ -9,6 +9,8 @@ layout it was published in (timm, openmixup/mmcv, pointMLP) and sets the model's
 
 from .checkpoints import (
     OfficialCheckpoint,
+    apply_official_checkpoint,
+    convert_to_model,
     load_official_checkpoint,
     read_official_checkpoint,
     set_aggregation,
@@ -18,6 +20,8 @@ from .official import OFFICIAL_BUILDERS, official_model
 __all__ = [
     "OFFICIAL_BUILDERS",
     "OfficialCheckpoint",
+    "apply_official_checkpoint",
+    "convert_to_model",
     "load_official_checkpoint",
     "official_model",
     "read_official_checkpoint",

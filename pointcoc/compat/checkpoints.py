@@ -176,8 +176,17 @@ def load_official_checkpoint(
     """
     if aggregation is not None:
         check_aggregation(aggregation)
-    checkpoint = read_official_checkpoint(path, use_ema)
-    load_state_dict_strict(model, convert_to_model(model, checkpoint.state), source=path)
+    return apply_official_checkpoint(model, read_official_checkpoint(path, use_ema), path, aggregation)
+
+
+def apply_official_checkpoint(
+    model: nn.Module,
+    checkpoint: OfficialCheckpoint,
+    source: str | os.PathLike,
+    aggregation: Aggregation | None = None,
+) -> nn.Module:
+    """:func:`load_official_checkpoint` for a file already read (``source`` names it in errors)."""
+    load_state_dict_strict(model, convert_to_model(model, checkpoint.state), source=source)
     chosen = aggregation or checkpoint.aggregation
     if chosen is not None:
         set_aggregation(model, chosen)

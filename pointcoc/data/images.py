@@ -4,6 +4,7 @@ float conversion and augmentation happen batched (see :mod:`pointcoc.data.image_
 from __future__ import annotations
 
 import gzip
+import math
 from pathlib import Path
 
 import numpy as np
@@ -31,24 +32,34 @@ def load_rgb(path: str | Path):  # -> PIL.Image.Image (Pillow imported lazily)
 
 
 def resize_center_crop(image, short_side: int, crop: int) -> torch.Tensor:
-    """Resize the shorter side to ``short_side`` (bicubic), centre-crop ``crop`` square, as uint8 CHW."""
+    """Resize the shorter side to ``short_side`` (bicubic), centre-crop ``crop`` square, as uint8 CHW.
+
+    Sizes and offsets as torchvision's ``Resize(short_side)`` + ``CenterCrop(crop)`` (timm's eval transform,
+    which the official numbers were measured with): the longer side is truncated, the offsets rounded.
+    """
     from PIL import Image
 
     w, h = image.size
-    scale = short_side / min(w, h)
-    image = image.resize((max(crop, round(w * scale)), max(crop, round(h * scale))), Image.Resampling.BICUBIC)
+    long = max(crop, int(short_side * max(w, h) / min(w, h)))
+    size = (max(crop, short_side), long) if w <= h else (long, max(crop, short_side))
+    image = image.resize(size, Image.Resampling.BICUBIC)
     w, h = image.size
-    left, top = (w - crop) // 2, (h - crop) // 2
+    left, top = int(round((w - crop) / 2)), int(round((h - crop) / 2))
     image = image.crop((left, top, left + crop, top + crop))
     return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
+
+
+def eval_resize_side(image_size: int, crop_pct: float) -> int:
+    """The shorter side before the centre crop, as timm computes it: ``floor(image_size / crop_pct)``."""
+    return math.floor(image_size / crop_pct)
 
 
 class ImageFolder(Dataset):
     """ImageNet-style ``<root>/<class>/<image>`` folders, decoded with Pillow.
 
     ``train=True`` yields ``load_size`` squares (default ``image_size / 0.875``) for the batched random
-    resized crop to cut from; ``train=False`` resizes the shorter side to ``image_size / crop_ratio`` and
-    centre-crops ``image_size`` (the official evaluation: ratio 0.9, bicubic).
+    resized crop to cut from; ``train=False`` resizes the shorter side to ``floor(image_size / crop_ratio)``
+    and centre-crops ``image_size`` (the official evaluation, timm's: ratio 0.9, 248 for 224, bicubic).
     """
 
     def __init__(
@@ -75,7 +86,7 @@ class ImageFolder(Dataset):
         if train:
             self.short_side = self.crop = load_size or round(image_size / 0.875)
         else:
-            self.short_side, self.crop = round(image_size / crop_ratio), image_size
+            self.short_side, self.crop = eval_resize_side(image_size, crop_ratio), image_size
 
     def __len__(self) -> int:
         return len(self.samples)

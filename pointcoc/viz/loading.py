@@ -11,7 +11,10 @@ import torch.nn as nn
 from ..data.image_augment import IMAGENET_MEAN, IMAGENET_STD, ImageRecipe
 from ..engine.checkpoint import load_checkpoint
 from ..engine.trainer import build_model, evaluation_weights, load_weights
+from ..hub import create_model as create_pretrained
+from ..hub.pretrained import class_names
 from ..models import ContextCluster, PointMLP, PointSetCoC, create_model, list_models
+from ..utils.constants import IMAGENET_CROP_PCT
 
 TOP_K = 5
 POINT_CLUSTER_MODELS = (PointMLP, PointSetCoC)  # point models whose clusters can be drawn
@@ -30,6 +33,7 @@ class VizModel:
     image_size: int = 224  # image models: side of the square input
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
+    crop_pct: float = IMAGENET_CROP_PCT  # image models' evaluation crop (predictions; pictures show it all)
 
     @property
     def is_points(self) -> bool:
@@ -53,8 +57,24 @@ def load_named_model(name: str, seed: int = 0) -> VizModel:
     return VizModel(model, name, "random weights", None, num_points=num_points)
 
 
-def load_checkpoint_model(path: str | Path) -> VizModel:
-    """The model a ``main.py train`` checkpoint holds (its EMA weights when the run kept them)."""
+def load_pretrained_model(name: str, pretrained: bool | str | Path = True, clusters: bool = True) -> VizModel:
+    """Model ``name`` with a published checkpoint (``True``: its default, a tag, or a checkpoint file in a
+    published layout), named by the label set of its size (see :func:`pointcoc.hub.pretrained.class_names`).
+    ``clusters``: refuse models without cluster assignments to draw."""
+    model = create_pretrained(name, pretrained=pretrained)
+    model = _checked(model, name) if clusters else model.eval()
+    cfg, source = model.model_cfg, str(pretrained) if pretrained is not True else "default checkpoint"
+    if cfg.is_points:
+        return VizModel(model, name, source, class_names(cfg), num_points=cfg.num_points)
+    return VizModel(
+        model, name, source, class_names(cfg), image_size=cfg.image_size, mean=cfg.mean, std=cfg.std,
+        crop_pct=cfg.crop_pct,
+    )  # fmt: skip
+
+
+def load_checkpoint_model(path: str | Path, clusters: bool = True) -> VizModel:
+    """The model a ``main.py train`` checkpoint holds (its EMA weights when the run kept them).
+    ``clusters``: refuse models without cluster assignments to draw."""
     path = Path(path)
     state = load_checkpoint(path)
     config, classes = state["config"], state.get("classes")
@@ -62,7 +82,8 @@ def load_checkpoint_model(path: str | Path) -> VizModel:
         raise ValueError(f"{path} holds no class names; use a checkpoint written by `main.py train`")
     name, data = config["model"]["name"], config["data"]
     is_points = name not in list_models(family="context_cluster")
-    model = _checked(build_model(config, len(classes), is_points), name)
+    model = build_model(config, len(classes), is_points)
+    model = _checked(model, name) if clusters else model.eval()
     load_weights(model, evaluation_weights(state), path)
     if isinstance(model, POINT_CLUSTER_MODELS):
         canonical = bool(dict(data["kwargs"]).get("canonical", False))
