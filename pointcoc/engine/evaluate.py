@@ -121,8 +121,8 @@ def official_vote(
 ) -> dict[str, Any]:
     """The official ModelNet40 vote (voting.py): each repeat scores the clean test set, every batch averaged
     over :func:`official_vote_views` (view 0 clean, then cumulative per-axis scalings); the summary is
-    :func:`vote_repeats`: the best repeat, as voting.py prints it, beside the mean ± std over all repeats.
-    The scalings are drawn from ``seed`` (and the rank) alone."""
+    :func:`vote_repeats`: the best repeat, as voting.py prints it, beside the mean ± std over all repeats
+    (each repeat's figures under ``per_repeat``). The scalings are drawn from ``seed`` and the rank alone."""
     generator = torch.Generator().manual_seed(seed + 7919 * ctx.dist.rank)
     oa, macc = [], []
     for _ in range(repeats):
@@ -132,7 +132,7 @@ def official_vote(
         metrics, _ = metrics_of(scores, labels, classes)
         oa.append(metrics["oa"])
         macc.append(metrics["macc"])
-    return {**vote_repeats(oa, macc), "views": votes, "seed": seed}
+    return {**vote_repeats(oa, macc), "views": votes, "seed": seed, "per_repeat": {"oa": oa, "macc": macc}}
 
 
 VOTE_PROTOCOLS = ("ours", "official")
