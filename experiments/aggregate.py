@@ -127,9 +127,9 @@ class RowResult:
     def done_in(self, protocol: str) -> int:
         return sum(s.protocol == protocol for s in self.done)
 
-    def values(self, figure: str, metric: Metric) -> list[float]:
-        """One figure of one metric over the finished seeds that have it, in percent."""
-        splits = (s.split(figure) for s in self.done)
+    def values(self, figure: str, metric: Metric, protocol: str | None = None) -> list[float]:
+        """One figure of one metric over the finished seeds (of ``protocol``) that have it, in percent."""
+        splits = (s.split(figure) for s in self.done if protocol in (None, s.protocol))
         return [100.0 * float(m[metric.key]) for m in splits if m is not None and metric.key in m]
 
     def seeds_in(self, state: str) -> list[str]:
@@ -160,20 +160,26 @@ class RowResult:
 
 @dataclass(frozen=True)
 class Column:
-    name: str  # the figure: a key of metrics.json (see the module docstring)
+    name: str  # the column's name in the CSV; the figure, unless `figure` names it
     label: str
     protocol: str  # the runs that produce it: heldout | official
+    figure: str = ""  # a key of metrics.json (see the module docstring), when not the name
+
+    @property
+    def split(self) -> str:
+        return self.figure or self.name
 
 
 def figure_columns(table: Table, runs: Sequence[SeedRun]) -> list[Column]:
     """The figure columns: validation last / best; when runs test, the heldout test figures (best-on-val
-    weights, last epoch, votes) and the official protocol's best test epoch."""
+    weights, last epoch, votes) and the official protocol's best test epoch and last epoch."""
     out = [Column("val_last", "val last", "heldout"), Column("val_best", "val best", "heldout")]
     if any(has_test(r.config) for r in runs):
         out += [Column("test", "test", "heldout"), Column("test_last", "test, last epoch", "heldout")]
         if table.votes:
             out.append(Column("test_votes", f"test, {table.votes} votes", "heldout"))
         out.append(Column("test_official", "official: test, best epoch", "official"))
+        out.append(Column("official_last", "official: test, last epoch", "official", "test_last"))
     return out
 
 
@@ -279,7 +285,7 @@ def _metric_section(layout: Layout, metric: Metric, rows: list[RowResult], csv_r
     for r, line in zip(rows, csv_rows):
         cells = [r.name, str(r.done_in("heldout")), str(r.done_in("official"))]
         for column in layout.columns:
-            values = r.values(column.name, metric)
+            values = r.values(column.split, metric, column.protocol)
             cells.append(format_stat(values, r.done_in(column.protocol)))
             mean, std = mean_std(values) if values else (None, None)
             stem = f"{metric.name}_{column.name}"

@@ -30,6 +30,8 @@ def test_smoke_runs_every_table_and_fills_published_and_measured_columns(tmp_pat
                 assert best["protocol"] == "official" and "val" not in best
                 official = float(line[f"{first.name}_test_official_mean"])
                 assert official == pytest.approx(100 * best["test_official"]["oa"], abs=1e-4)
+                last = float(line[f"{first.name}_official_last_mean"])
+                assert last == pytest.approx(100 * best["test_last"]["oa"], abs=1e-4)
             run = out / name / row.name / "seed0"
             metrics = json.loads((run / "metrics.json").read_text())
             figures = (("val_last", metrics["val"]["last"]), ("test", metrics["test"]),
