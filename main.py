@@ -4,7 +4,8 @@ python main.py                           the main job: train a small point CoC m
                                          procedural shapes (CPU, about 3 minutes), then test it
 python main.py train --config FILE --out DIR [--set key=value ...] [--resume]
                                          train; DIR gets config.yaml, metrics.json, checkpoints, TensorBoard
-python main.py test --config FILE --checkpoint PATH --out DIR [--set ...] [--votes N]
+python main.py test --config FILE --checkpoint PATH --out DIR [--set ...] [--votes N
+        --vote-protocol ours|official --vote-repeats R]
                                          evaluate a checkpoint on data.split (and N-view voting, apart)
 python main.py test --model NAME [--pretrained TAG|PATH] --set data.root=DIR
                                          top-1/top-5 of a published ImageNet checkpoint on DIR[/val]
@@ -119,8 +120,9 @@ def cmd_test(args: argparse.Namespace) -> int:
     from pointcoc.engine import evaluate_checkpoint, load_config
 
     metrics = evaluate_checkpoint(
-        load_config(args.config, args.set), args.checkpoint, args.out, votes=args.votes
-    )
+        load_config(args.config, args.set), args.checkpoint, args.out, votes=args.votes,
+        vote_protocol=args.vote_protocol, repeats=args.vote_repeats,
+    )  # fmt: skip
     _report(metrics, Path(args.out))
     return 0
 
@@ -213,10 +215,21 @@ def _report(metrics: dict, out: Path, seconds: float | None = None) -> None:
         return
     rows = [(f"val ({key}{', epoch ' + str(metrics['selection']['best_epoch']) if key == 'best' else ''})",
              metrics["val"][key]) for key in ("last", "best") if "val" in metrics]  # fmt: skip
-    rows += [(name, metrics[name]) for name in ("test", "test_votes") if name in metrics]
+    rows += [(name, metrics[name]) for name in ("test", "test_last", "test_votes") if name in metrics]
+    if "test_official" in metrics:  # the official protocol: selected on the test set itself
+        best = metrics["test_official"]
+        rows.append((f"official (ep. {best['oa_epoch']}/{best['macc_epoch']})", best))
     print(f"{'split':<22}{'OA':>8}{'mAcc':>8}")
     for name, m in rows:
         print(f"{name:<22}{m['oa']:>8.2%}{m['macc']:>8.2%}")
+    if "test_official" in metrics:
+        print(metrics["test_official"]["label"])
+    if "test_votes_official" in metrics:
+        voted = metrics["test_votes_official"]
+        for key, label in (("best_of_repeats", f"best of {voted['repeats']}"), ("mean", "mean ± std")):
+            std = f" ± {voted['oa']['std']:.2%} / {voted['macc']['std']:.2%}" if key == "mean" else ""
+            print(f"{'votes, ' + label:<22}{voted['oa'][key]:>8.2%}{voted['macc'][key]:>8.2%}{std}")
+        print(voted["label"])
     if seconds is not None:
         print(f"{'time':<22}{seconds:>7.0f}s")
     print(f"{'metrics':<22}{out / 'metrics.json'}")
@@ -272,6 +285,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
     p.add_argument("--votes", type=int, default=0, help="also report N-view voting (fixed seed), apart")
+    p.add_argument(
+        "--vote-protocol",
+        choices=("ours", "official"),
+        default="ours",
+        help="ours: N views of the training augmentation, one draw; official: ModelNet40's voting.py "
+        "(view 0 clean, cumulative scalings), best of --vote-repeats beside their mean ± std",
+    )
+    p.add_argument("--vote-repeats", type=int, help="repeats of the official vote (default 300, as there)")
     p.add_argument("--out")
     p.set_defaults(func=cmd_test)
     p = sub.add_parser("predict", help="top-5 classes of image and point-cloud files")
