@@ -4,18 +4,24 @@ python main.py                           the main job: train a small point CoC m
                                          procedural shapes (CPU, about 3 minutes), then test it
 python main.py train --config FILE --out DIR [--set key=value ...] [--resume]
                                          train; DIR gets config.yaml, metrics.json, checkpoints, TensorBoard
-python main.py test --config FILE --checkpoint PATH --out DIR [--set ...] [--votes N]
+python main.py test --config FILE --checkpoint PATH --out DIR [--set ...] [--votes N
+        --vote-protocol ours|official --vote-repeats R]
                                          evaluate a checkpoint on data.split (and N-view voting, apart)
+python main.py test --model NAME [--pretrained TAG|PATH] --set data.root=DIR
+                                         top-1/top-5 of a published ImageNet checkpoint on DIR[/val]
+python main.py predict (--checkpoint PATH | --model NAME [--pretrained TAG|PATH]) FILE [FILE ...]
+                                         top-5 classes of images and point clouds (FILE.h5:INDEX)
+python main.py pretrained [PATTERN]      published checkpoints: source, normaliser, published figures
 python main.py list [PATTERN]            registered models
 python main.py info --model NAME         parameters and MACs of a model
 python main.py bench --model NAME [--batch B --device cpu|cuda --precision fp32|bf16|fp16 --compile
         --channels-last --points N --size S --warmup W --repeats R]
                                          params, MACs, inference and training throughput, peak memory
-python main.py visualize (--checkpoint PATH | --model NAME) --input FILE --out FILE [FILE ...]
-        [--stage S --block B --head H --alpha A --index I]
+python main.py visualize (--checkpoint PATH | --model NAME [--pretrained TAG|PATH]) --input FILE
+        --out FILE [FILE ...] [--stage S --block B --head H --alpha A --index I]
                                          cluster pictures of an image or a point cloud (.png, .html)
-python main.py demo [--checkpoints DIR --host 127.0.0.1 --port 7860 --max-upload-mb 20]
-                                         Gradio app over the checkpoints in DIR (pip install -e ".[demo]")
+python main.py demo [--checkpoints DIR --pretrained NAME ... --host H --port P --max-upload-mb 20]
+                                         Gradio app over the checkpoints in DIR and published NAMEs
 
 Config keys: seed, device, model.name, model.kwargs.*, data.name, data.root, data.split, data.num_points,
 train.epochs, train.batch_size, train.lr, ... (pointcoc/engine/config.py lists all). Recipes: experiments/.
@@ -101,23 +107,71 @@ def training_callbacks(config: RunConfig) -> list[Callback]:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
+    if args.model:
+        from pointcoc.hub.evaluate import evaluate_pretrained
+
+        print(evaluate_pretrained(args.model, _pretrained(args.pretrained), args.set))
+        return 0
+    if not (args.config and args.checkpoint and args.out):
+        raise ValueError(
+            "test needs --config, --checkpoint and --out (or --model NAME --pretrained TAG|PATH "
+            "--set data.root=DIR for a published ImageNet checkpoint)"
+        )
     from pointcoc.engine import evaluate_checkpoint, load_config
 
     metrics = evaluate_checkpoint(
-        load_config(args.config, args.set), args.checkpoint, args.out, votes=args.votes
-    )
+        load_config(args.config, args.set), args.checkpoint, args.out, votes=args.votes,
+        vote_protocol=args.vote_protocol, repeats=args.vote_repeats,
+    )  # fmt: skip
     _report(metrics, Path(args.out))
     return 0
 
 
+def _pretrained(value: str | None) -> bool | str:
+    """``--pretrained`` absent: the model's default published checkpoint."""
+    return True if value is None else value
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from pointcoc.viz import load_checkpoint_model, load_pretrained_model
+    from pointcoc.viz.predict import predict_file
+
+    if args.checkpoint:
+        viz = load_checkpoint_model(args.checkpoint, clusters=False)
+    else:
+        viz = load_pretrained_model(args.model, _pretrained(args.pretrained), clusters=False)
+    print(f"{viz.name} ({viz.source}){'' if viz.classes else ': no class names known, classes numbered'}")
+    for file in args.files:
+        print(file)
+        for name, p in predict_file(viz, file):
+            print(f"  {p:7.2%}  {name}")
+    return 0
+
+
+def cmd_pretrained(args: argparse.Namespace) -> int:
+    from pointcoc.hub import pretrained_entry
+
+    for name in pointcoc.list_pretrained(args.pattern):
+        e = pretrained_entry(name)
+        print(
+            f"{name:<38} {e.headline:<19} {e.dataset:<12} {e.layout:<8} {e.aggregation:<10} {e.url or e.page}"
+        )
+    return 0
+
+
 def cmd_visualize(args: argparse.Namespace) -> int:
-    from pointcoc.viz import load_checkpoint_model, load_named_model, visualize
+    from pointcoc.viz import load_checkpoint_model, load_named_model, load_pretrained_model, visualize
     from pointcoc.viz.inputs import input_kind, split_index
     from pointcoc.viz.visualize import check_output
 
     points = input_kind(split_index(args.input, args.index)[0]) == "points"
     outs = [check_output(Path(out), points) for out in args.out]  # before the model runs: fail fast
-    viz = load_checkpoint_model(args.checkpoint) if args.checkpoint else load_named_model(args.model)
+    if args.checkpoint:
+        viz = load_checkpoint_model(args.checkpoint)
+    elif args.pretrained:
+        viz = load_pretrained_model(args.model, args.pretrained)
+    else:
+        viz = load_named_model(args.model)
     result = visualize(viz, args.input, args.stage, args.block, args.head, args.alpha, args.index)
     print(result.summary)
     for name, p in result.predictions:
@@ -134,7 +188,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f'error: the demo needs Gradio ({exc}); pip install -e ".[demo]"', file=sys.stderr)
         return 2
-    launch(args.checkpoints, args.host, args.port, args.max_upload_mb)
+    launch(args.checkpoints, args.host, args.port, args.max_upload_mb, args.pretrained)
     return 0
 
 
@@ -161,10 +215,21 @@ def _report(metrics: dict, out: Path, seconds: float | None = None) -> None:
         return
     rows = [(f"val ({key}{', epoch ' + str(metrics['selection']['best_epoch']) if key == 'best' else ''})",
              metrics["val"][key]) for key in ("last", "best") if "val" in metrics]  # fmt: skip
-    rows += [(name, metrics[name]) for name in ("test", "test_votes") if name in metrics]
+    rows += [(name, metrics[name]) for name in ("test", "test_last", "test_votes") if name in metrics]
+    if "test_official" in metrics:  # the official protocol: selected on the test set itself
+        best = metrics["test_official"]
+        rows.append((f"official (ep. {best['oa_epoch']}/{best['macc_epoch']})", best))
     print(f"{'split':<22}{'OA':>8}{'mAcc':>8}")
     for name, m in rows:
         print(f"{name:<22}{m['oa']:>8.2%}{m['macc']:>8.2%}")
+    if "test_official" in metrics:
+        print(metrics["test_official"]["label"])
+    if "test_votes_official" in metrics:
+        voted = metrics["test_votes_official"]
+        for key, label in (("best_of_repeats", f"best of {voted['repeats']}"), ("mean", "mean ± std")):
+            std = f" ± {voted['oa']['std']:.2%} / {voted['macc']['std']:.2%}" if key == "mean" else ""
+            print(f"{'votes, ' + label:<22}{voted['oa'][key]:>8.2%}{voted['macc'][key]:>8.2%}{std}")
+        print(voted["label"])
     if seconds is not None:
         print(f"{'time':<22}{seconds:>7.0f}s")
     print(f"{'metrics':<22}{out / 'metrics.json'}")
@@ -211,17 +276,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoint_last.pt")
     p.set_defaults(func=cmd_train)
-    p = sub.add_parser("test", help="evaluate a checkpoint on data.split")
-    p.add_argument("--config", required=True)
-    p.add_argument("--checkpoint", required=True)
+    p = sub.add_parser("test", help="evaluate a checkpoint on data.split, or a published one on ImageNet")
+    p.add_argument("--config")
+    p.add_argument("--checkpoint")
+    p.add_argument("--model", help="with --pretrained: a published ImageNet model, e.g. coc_tiny")
+    p.add_argument(
+        "--pretrained", metavar="TAG|PATH", help="zoo tag or checkpoint file (default: the model's)"
+    )
     p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
     p.add_argument("--votes", type=int, default=0, help="also report N-view voting (fixed seed), apart")
-    p.add_argument("--out", required=True)
+    p.add_argument(
+        "--vote-protocol",
+        choices=("ours", "official"),
+        default="ours",
+        help="ours: N views of the training augmentation, one draw; official: ModelNet40's voting.py "
+        "(view 0 clean, cumulative scalings), best of --vote-repeats beside their mean ± std",
+    )
+    p.add_argument("--vote-repeats", type=int, help="repeats of the official vote (default 300, as there)")
+    p.add_argument("--out")
     p.set_defaults(func=cmd_test)
+    p = sub.add_parser("predict", help="top-5 classes of image and point-cloud files")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="a checkpoint written by `main.py train`")
+    source.add_argument(
+        "--model", help="a model with published weights, e.g. coc_tiny or coc_tiny.openmixup_in1k"
+    )
+    p.add_argument(
+        "--pretrained", metavar="TAG|PATH", help="zoo tag or checkpoint file (default: the model's)"
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="images, point clouds (FILE.h5:INDEX for .h5)")
+    p.set_defaults(func=cmd_predict)
+    p = sub.add_parser("pretrained", help="list the published checkpoints")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'coc_*'")
+    p.set_defaults(func=cmd_pretrained)
     p = sub.add_parser("visualize", help="cluster pictures of one image or point cloud")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="a checkpoint written by `main.py train`")
-    source.add_argument("--model", help="a registered model with random weights, e.g. coc_tiny")
+    source.add_argument(
+        "--model", help="a registered model (random weights unless --pretrained), e.g. coc_tiny"
+    )
+    p.add_argument("--pretrained", metavar="TAG|PATH", help="with --model: a zoo tag or a checkpoint file")
     p.add_argument(
         "--input",
         required=True,
@@ -242,6 +336,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_visualize)
     p = sub.add_parser("demo", help="Gradio app: pick a checkpoint, upload a file, see its clusters")
     p.add_argument("--checkpoints", default="runs", help="folder searched for *.pt checkpoints")
+    p.add_argument(
+        "--pretrained",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="published checkpoints too, e.g. coc_tiny.openmixup_in1k",
+    )
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: this machine only)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="uploads larger than this are refused")

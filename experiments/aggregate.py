@@ -3,7 +3,8 @@
 Every figure is the mean ± sample standard deviation (ddof = 1) over the seeds that finished, in percent;
 with one seed the deviation is "—". Seeds that failed, were killed or never ran are listed as such.
 
-A run's metrics.json says its protocol (``"protocol"``: ``"heldout"``, the default, or ``"official"``).
+A run's metrics.json says its protocol (``"protocol"``: ``"heldout"``, the default, or ``"official"``; a run
+without metrics is of the protocol it was planned with). Seeds of official runs are listed as ``S official``.
 Heldout runs give ``val.last``, ``val.best``, ``test`` (best-on-validation weights) and ``test_last`` (last
 epoch); official runs give ``test_official`` (``oa``: the best test epoch's OA, ``macc``: the separate
 maximum of test mAcc over epochs). Runs may record ``distributed``: ``processes``, ``batch_per_process``,
@@ -59,10 +60,16 @@ class SeedResult:
     votes: dict[str, Any] | None  # metrics.json's test_votes of the voting run
     votes_failure: str | None
     environment: dict[str, Any] | None
+    planned: str = "heldout"  # the protocol the run was launched with
 
     @property
     def protocol(self) -> str:
-        return str((self.metrics or {}).get("protocol", "heldout"))
+        return str((self.metrics or {}).get("protocol", self.planned))
+
+    @property
+    def label(self) -> str:
+        """The seed, naming the protocol when it is not the default one."""
+        return str(self.seed) + ("" if self.protocol == "heldout" else f" {self.protocol}")
 
     def split(self, figure: str) -> dict[str, Any] | None:
         """The per-split metrics behind a figure column (val_last, val_best, test, test_last, test_votes,
@@ -101,6 +108,7 @@ def collect(run: SeedRun) -> SeedResult:
         votes=votes,
         votes_failure=votes_failure,
         environment=read_json(run.path / "environment.json") if done else None,
+        planned=run.protocol,
     )
 
 
@@ -119,13 +127,13 @@ class RowResult:
     def done_in(self, protocol: str) -> int:
         return sum(s.protocol == protocol for s in self.done)
 
-    def values(self, figure: str, metric: Metric) -> list[float]:
-        """One figure of one metric over the finished seeds that have it, in percent."""
-        splits = (s.split(figure) for s in self.done)
+    def values(self, figure: str, metric: Metric, protocol: str | None = None) -> list[float]:
+        """One figure of one metric over the finished seeds (of ``protocol``) that have it, in percent."""
+        splits = (s.split(figure) for s in self.done if protocol in (None, s.protocol))
         return [100.0 * float(m[metric.key]) for m in splits if m is not None and metric.key in m]
 
-    def seeds_in(self, state: str) -> list[int]:
-        return [s.seed for s in self.seeds if s.state == state]
+    def seeds_in(self, state: str) -> list[str]:
+        return [s.label for s in self.seeds if s.state == state]
 
     def cost_value(self, name: str) -> float | None:
         if self.cost is None:
@@ -152,20 +160,26 @@ class RowResult:
 
 @dataclass(frozen=True)
 class Column:
-    name: str  # the figure: a key of metrics.json (see the module docstring)
+    name: str  # the column's name in the CSV; the figure, unless `figure` names it
     label: str
     protocol: str  # the runs that produce it: heldout | official
+    figure: str = ""  # a key of metrics.json (see the module docstring), when not the name
+
+    @property
+    def split(self) -> str:
+        return self.figure or self.name
 
 
 def figure_columns(table: Table, runs: Sequence[SeedRun]) -> list[Column]:
     """The figure columns: validation last / best; when runs test, the heldout test figures (best-on-val
-    weights, last epoch, votes) and the official protocol's best test epoch."""
+    weights, last epoch, votes) and the official protocol's best test epoch and last epoch."""
     out = [Column("val_last", "val last", "heldout"), Column("val_best", "val best", "heldout")]
     if any(has_test(r.config) for r in runs):
         out += [Column("test", "test", "heldout"), Column("test_last", "test, last epoch", "heldout")]
         if table.votes:
             out.append(Column("test_votes", f"test, {table.votes} votes", "heldout"))
         out.append(Column("test_official", "official: test, best epoch", "official"))
+        out.append(Column("official_last", "official: test, last epoch", "official", "test_last"))
     return out
 
 
@@ -191,7 +205,7 @@ def _cost_cell(name: str, x: float | None) -> str:
     return DASH if x is None else f"{x:.1f}" if name == "throughput" else f"{x:.3g}"
 
 
-def _seeds(seeds: list[int]) -> str:
+def _seeds(seeds: list[str]) -> str:
     return " ".join(map(str, seeds))
 
 
@@ -271,7 +285,7 @@ def _metric_section(layout: Layout, metric: Metric, rows: list[RowResult], csv_r
     for r, line in zip(rows, csv_rows):
         cells = [r.name, str(r.done_in("heldout")), str(r.done_in("official"))]
         for column in layout.columns:
-            values = r.values(column.name, metric)
+            values = r.values(column.split, metric, column.protocol)
             cells.append(format_stat(values, r.done_in(column.protocol)))
             mean, std = mean_std(values) if values else (None, None)
             stem = f"{metric.name}_{column.name}"
@@ -332,13 +346,15 @@ def _cost_section(layout: Layout, rows: list[RowResult], csv_rows: list[dict]) -
 
 def _seeds_section(rows: list[RowResult]) -> list[str]:
     body = [
-        [r.name, _seeds([s.seed for s in r.seeds])] + [_seeds(r.seeds_in(st)) or DASH for st in STATES]
+        [r.name, _seeds([s.label for s in r.seeds])] + [_seeds(r.seeds_in(st)) or DASH for st in STATES]
         for r in rows
     ]
     md = ["", "## Seeds", ""] + _md_table(["row", "seeds", *STATES], body)
-    problems = [f"- {r.name} seed {s.seed}: {s.state}: {s.detail}" for r in rows for s in r.seeds if s.detail]
+    problems = [
+        f"- {r.name} seed {s.label}: {s.state}: {s.detail}" for r in rows for s in r.seeds if s.detail
+    ]
     problems += [
-        f"- {r.name} seed {s.seed}: voting failed: {s.votes_failure}"
+        f"- {r.name} seed {s.label}: voting failed: {s.votes_failure}"
         for r in rows
         for s in r.seeds
         if s.votes_failure
@@ -353,7 +369,7 @@ def render(layout: Layout, rows: list[RowResult], command: str) -> tuple[str, st
             "table": layout.table.name,
             "row": r.name,
             "model": r.model,
-            "seeds": _seeds([s.seed for s in r.seeds]),
+            "seeds": _seeds([s.label for s in r.seeds]),
         }
         | {state: _seeds(r.seeds_in(state)) for state in STATES}
         for r in rows

@@ -2,16 +2,18 @@
 
 python -m experiments.run --list                              the tables, their rows and default seeds
 python -m experiments.run TABLE [TABLE ...] [--seeds 0 1 2] [--rows ROW ...] [--set key=value ...]
-                                                              train every row x seed (one `main.py train`
-                                                              process each, through torchrun when several
-                                                              GPUs are visible), vote where the table does,
-                                                              then write experiments/results/TABLE.{md,csv}
+        [--protocols heldout official]                        train every row x protocol x seed (one
+                                                              `main.py train` process each, through torchrun
+                                                              when several GPUs are visible), vote where the
+                                                              table does, then write
+                                                              experiments/results/TABLE.{md,csv}
 python -m experiments.run TABLE --aggregate-only              only rewrite the results from the run folders
 python -m experiments.run --smoke [TABLE ...]                 every row end to end on tiny synthetic data,
                                                               into a new temporary folder, each run in this
                                                               process (what CI runs)
 
-Runs live in OUT/<table>/<row>/seed<S>/ (OUT: --out, default runs/experiments). A finished seed is skipped, a
+Runs live in OUT/<table>/<row>/seed<S>/ (official protocol: seed<S>-official/; OUT: --out, default
+runs/experiments). A finished seed is skipped, a
 killed one (checkpoint_last.pt, no metrics.json) is resumed, a failed one is recorded in its status.json and
 shown as failed; rerunning the same command retries it.
 """
@@ -29,7 +31,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import aggregate, seeds  # noqa: E402
 from .cost import row_cost  # noqa: E402
-from .tables import Row, Table, load_table, table_names  # noqa: E402
+from .tables import PROTOCOLS, Row, Table, load_table, table_names  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -41,7 +43,8 @@ def list_tables() -> str:
         lines.append(f"{name:<14}{table.title}")
         lines.append(
             f"{'':<14}rows: {', '.join(r.name for r in table.rows)}; seeds: "
-            f"{' '.join(map(str, table.seeds))}" + (f"; {table.votes} votes" if table.votes else "")
+            f"{' '.join(map(str, table.seeds))}; protocols: {' '.join(table.protocols)}"
+            + (f"; {table.votes} votes" if table.votes else "")
         )
     return "\n".join(lines)
 
@@ -75,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--list", action="store_true", help="name the tables and their rows")
     parser.add_argument("--seeds", nargs="+", type=int, help="seeds (default: the table's, 0 1 2)")
     parser.add_argument("--rows", nargs="+", metavar="ROW", help="only these rows")
+    parser.add_argument(
+        "--protocols",
+        nargs="+",
+        choices=PROTOCOLS,
+        help="the runs each seed gets (default: the table's protocols: heldout, and official where the "
+        "published figures are of that protocol)",
+    )
     parser.add_argument(
         "--smoke",
         action="store_true",
@@ -116,7 +126,8 @@ def run(args: argparse.Namespace, command: str) -> int:
     complete = True
     for table in [t for t in tables if rows[t.name]]:
         chosen = check_seeds(args.seeds or ([0] if args.smoke else list(table.seeds)))
-        runs = seeds.plan(table, rows[table.name], chosen, out, args.smoke, args.set)
+        protocols = tuple(dict.fromkeys(args.protocols)) if args.protocols else None
+        runs = seeds.plan(table, rows[table.name], chosen, out, args.smoke, args.set, protocols)
         costs = {}
         for row in rows[table.name]:
             mine = [r for r in runs if r.row.name == row.name]

@@ -1,6 +1,7 @@
 """One seed of one table row: its run directory, its state, and launching the engine on it.
 
-``<out>/<table>/<row>/seed<S>/`` is a ``main.py train`` run directory, plus ``train.log``, ``status.json``
+``<out>/<table>/<row>/seed<S>/`` (``seed<S>-official/`` for a run of the official protocol) is a
+``main.py train`` run directory, plus ``train.log``, ``status.json``
 (exit code and last output line of every launch, so a failure is reported rather than lost) and, for tables
 with voting, ``votes/`` (a ``main.py test --votes`` run directory) and ``votes.log``.
 """
@@ -56,6 +57,10 @@ class SeedRun:
     config: RunConfig  # what they resolve to
 
     @property
+    def protocol(self) -> str:
+        return self.config.train.protocol
+
+    @property
     def votes_path(self) -> Path:
         return self.path / "votes"
 
@@ -78,7 +83,8 @@ class SeedRun:
         return metrics.get("test_votes") if metrics is not None else None
 
     def wants_votes(self) -> bool:
-        return self.table.votes > 0 and has_test(self.config)
+        """Our vote is a heldout figure: it scores the best-on-validation checkpoint."""
+        return self.table.votes > 0 and has_test(self.config) and self.protocol == "heldout"
 
     def status(self) -> dict[str, Any]:
         return read_json(self.path / "status.json") or {}
@@ -115,14 +121,23 @@ class SeedRun:
 
 
 def plan(
-    table: Table, rows: list[Row], seeds: list[int], out: Path, smoke: bool, extra: list[str]
+    table: Table,
+    rows: list[Row],
+    seeds: list[int],
+    out: Path,
+    smoke: bool,
+    extra: list[str],
+    protocols: tuple[str, ...] | None = None,
 ) -> list[SeedRun]:
+    """Every row x protocol (default: the table's) x seed, in that order."""
     runs = []
     for row in rows:
-        for seed in seeds:
-            overrides = run_overrides(table, row, seed, smoke, extra)
-            path = out / table.name / row.name / f"seed{seed}"
-            runs.append(SeedRun(table, row, seed, path, tuple(overrides), resolve(row, overrides)))
+        for protocol in protocols or table.protocols:
+            for seed in seeds:
+                overrides = run_overrides(table, row, seed, smoke, extra, protocol)
+                name = f"seed{seed}" + ("" if protocol == "heldout" else f"-{protocol}")
+                path = out / table.name / row.name / name
+                runs.append(SeedRun(table, row, seed, path, tuple(overrides), resolve(row, overrides)))
     return runs
 
 

@@ -76,6 +76,7 @@ class Table:
     smoke: dict[str, Any]  # dotted-key overrides that make every row tiny and synthetic (track's, table's)
     rows: tuple[Row, ...]
     notes: str
+    protocols: tuple[str, ...] = ("heldout",)  # the runs each seed gets: one per protocol
 
     @property
     def metrics(self) -> tuple[Metric, ...]:
@@ -149,6 +150,7 @@ def load_table(name: str) -> Table:
         "smoke",
         "rows",
         "notes",
+        "protocols",
     }
     _check_keys(str(path), spec, allowed, {"title", "track", "compare", "rows"})
     if spec["track"] not in TRACK_METRICS:
@@ -165,6 +167,9 @@ def load_table(name: str) -> Table:
     votes = int(spec.get("votes", 0))
     if votes and spec["track"] != "points":
         raise ValueError(f"{path}: votes averages point-cloud views; set votes: 0 for an image table")
+    protocols = tuple(spec.get("protocols", ["heldout"]))
+    if not protocols or len(set(protocols)) != len(protocols) or not set(protocols) <= set(PROTOCOLS):
+        raise ValueError(f"{path}: protocols must list distinct ones of {list(PROTOCOLS)}, got {protocols}")
     rows = tuple(_load_row(path, row, body, spec) for row, body in (spec["rows"] or {}).items())
     if not rows:
         raise ValueError(f"{path}: rows: is empty; list at least one row")
@@ -180,13 +185,18 @@ def load_table(name: str) -> Table:
         smoke={**smoke, **(spec.get("smoke") or {})},
         rows=rows,
         notes=str(spec.get("notes", "")).strip(),
+        protocols=protocols,
     )
 
 
-def run_overrides(table: Table, row: Row, seed: int, smoke: bool, extra: list[str]) -> list[str]:
-    """The ``--set`` items of one seed's run: smoke settings (table, then row), the user's, the seed."""
+def run_overrides(
+    table: Table, row: Row, seed: int, smoke: bool, extra: list[str], protocol: str = "heldout"
+) -> list[str]:
+    """The ``--set`` items of one seed's run: smoke settings (table, then row), the user's, the seed (and
+    ``train.protocol=official`` for a run of that protocol)."""
     settings = {**table.smoke, **row.smoke} if smoke else {}
-    return [f"{k}={_cli_value(v)}" for k, v in settings.items()] + list(extra) + [f"seed={seed}"]
+    official = ["train.protocol=official"] if protocol == "official" else []
+    return [f"{k}={_cli_value(v)}" for k, v in settings.items()] + list(extra) + official + [f"seed={seed}"]
 
 
 def _cli_value(value: Any) -> str:

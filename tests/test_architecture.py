@@ -20,9 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = Path(pointcoc.__file__).resolve().parent
 
 # Layer of each subpackage of pointcoc, lowest first; a module may import its own package and any package of
-# a lower layer. The root ``pointcoc`` re-exports the model registry, so importing it counts as importing
-# ``models``. compat (official constructors and checkpoints for our models) sits beside data: both use at
-# most the models, and the engine, which reads data and may load official weights, sits above them.
+# a lower layer. compat (official constructors and checkpoints for our models) sits beside data: both use at
+# most the models. hub (published weights: zoo, downloads, models built with them) uses compat, data and the
+# models; the engine, which may start from published weights, sits above it. The root ``pointcoc``
+# re-exports hub's ``create_model``, so importing it counts as importing ``hub``.
 LAYERS: dict[str, int] = {
     "utils": 0,
     "ops": 1,
@@ -31,10 +32,11 @@ LAYERS: dict[str, int] = {
     "models": 3,
     "compat": 4,
     "data": 4,
-    "engine": 5,
-    "viz": 6,
+    "hub": 5,
+    "engine": 6,
+    "viz": 7,
 }
-ROOT_LAYER = LAYERS["models"]
+ROOT_LAYER = LAYERS["hub"]
 
 
 def modules(path: Path = PACKAGE, prefix: str = "pointcoc.") -> Iterator[tuple[str, Path, bool]]:
@@ -85,7 +87,7 @@ def _is_import_module_call(node: ast.AST) -> bool:
 
 
 def layer(module: str) -> tuple[str, int]:
-    """(package, layer) of a pointcoc module; the root package counts as the models it re-exports."""
+    """(package, layer) of a pointcoc module; the root package counts as the hub it re-exports."""
     parts = module.split(".")
     if len(parts) == 1:
         return "pointcoc", ROOT_LAYER
@@ -173,7 +175,7 @@ def test_import_reader_sees_relative_lazy_and_by_name_imports(tmp_path):
         "pointcoc.utils", "pointcoc.utils.checks", "pointcoc.engine", "pointcoc.engine.trainer",
         "pointcoc.viz.tensorboard", "pointcoc.ops.triton_fps",
     }  # fmt: skip
-    assert layer("pointcoc.viz.tensorboard") == ("viz", 6) and layer("pointcoc") == ("pointcoc", 3)
+    assert layer("pointcoc.viz.tensorboard") == ("viz", 7) and layer("pointcoc") == ("pointcoc", 5)
 
 
 def test_cycle_finder_finds_a_circle():

@@ -17,20 +17,37 @@ def make_inputs(b=3, n=20, m=4, d=6, e=5, dtype=torch.float32, alpha=1.3, beta=-
     return [t.requires_grad_() for t in tensors + scalars]
 
 
-def grads(fn, inputs, grad_out):
+def grads(fn, inputs, grad_out, aggregation="similarity"):
     inputs = [t.detach().clone().requires_grad_() for t in inputs]
-    result = fn(*inputs)
+    result = fn(*inputs, aggregation=aggregation)
     result.out.backward(grad_out)
     return result, [t.grad for t in inputs]
 
 
-@pytest.mark.parametrize("shape", [dict(), dict(m=1), dict(b=1, n=1, m=3), dict(b=2, n=50, m=16, d=24, e=24)])
+AGGREGATIONS = ["similarity", "count"]
+# Image shapes: coc_tiny stage 0 with 8x8 regions (a 7x7 region of 49 points, 2x2 centers, head_dim 24) and
+# coc_tiny_plain stage 2 (14x14 = 196 points, 2x2 centers); point shapes: a PointMLP-CoC kNN group (24
+# points, the one group-mean center, head_dim 32) and a point-set CoC stage (256 points, 16 centers).
+SHAPES = [
+    dict(),
+    dict(m=1),
+    dict(b=1, n=1, m=3),
+    dict(b=2, n=50, m=16, d=24, e=24),
+    dict(b=4, n=49, m=4, d=24, e=24),
+    dict(b=2, n=196, m=4, d=24, e=24),
+    dict(b=6, n=24, m=1, d=32, e=32),
+    dict(b=2, n=256, m=16, d=16, e=16),
+]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("alpha", [1.3, -0.7])
-def test_fast_matches_naive_values_and_grads(shape, alpha):
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+def test_fast_matches_naive_values_and_grads(shape, alpha, aggregation):
     inputs = make_inputs(**shape, alpha=alpha)
     grad_out = torch.randn(inputs[1].shape)
-    fast, fast_grads = grads(context_cluster, inputs, grad_out)
-    naive, naive_grads = grads(context_cluster_naive, inputs, grad_out)
+    fast, fast_grads = grads(context_cluster, inputs, grad_out, aggregation)
+    naive, naive_grads = grads(context_cluster_naive, inputs, grad_out, aggregation)
     torch.testing.assert_close(fast.out, naive.out, atol=1e-6, rtol=1e-5)
     assert torch.equal(fast.assignment, naive.assignment)
     torch.testing.assert_close(fast.similarity, naive.similarity)
@@ -40,22 +57,39 @@ def test_fast_matches_naive_values_and_grads(shape, alpha):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=f"gradient of {name}")
 
 
-def test_equations_on_a_hand_sized_example():
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+def test_equations_on_a_hand_sized_example(aggregation):
     points = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 0.1]]])
     values = torch.tensor([[[1.0], [2.0], [3.0]]])
     centers = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
     value_centers = torch.tensor([[[10.0], [20.0]]])
-    res = context_cluster(points, values, centers, value_centers, torch.ones(1), torch.zeros(1))
+    res = context_cluster(points, values, centers, value_centers, torch.ones(1), torch.zeros(1), aggregation)
     s = torch.sigmoid(torch.tensor([1.0, 1.0, 1.0 / (1.01**0.5)]))
     assert res.assignment.tolist() == [[0, 1, 0]]
-    g0 = (s[0] * 1 + s[2] * 3 + 10) / (s[0] + s[2] + 1)
-    g1 = (s[1] * 2 + 20) / (s[1] + 1)
+    # "similarity": divided by the members' similarities + 1; "count" (official mask.sum): by their number + 1
+    den0, den1 = (s[0] + s[2] + 1, s[1] + 1) if aggregation == "similarity" else (3.0, 2.0)
+    g0 = (s[0] * 1 + s[2] * 3 + 10) / den0
+    g1 = (s[1] * 2 + 20) / den1
     torch.testing.assert_close(res.out[0, :, 0], torch.stack([s[0] * g0, s[1] * g1, s[2] * g0]))
 
 
-def test_gradcheck_float64():
-    inputs = make_inputs(b=2, n=7, m=3, d=4, e=3, dtype=torch.float64)
-    assert torch.autograd.gradcheck(lambda *x: context_cluster(*x).out, inputs)
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+# several centers with regions of points; one center (a kNN group around its mean, as in PointMLP-CoC)
+@pytest.mark.parametrize("shape", [dict(b=2, n=7, m=3, d=4, e=3), dict(b=3, n=8, m=1, d=5, e=4)])
+def test_gradcheck_float64(aggregation, shape):
+    inputs = make_inputs(**shape, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda *x: context_cluster(*x, aggregation=aggregation).out, inputs)
+    assert torch.autograd.gradcheck(lambda *x: context_cluster_naive(*x, aggregation=aggregation).out, inputs)
+
+
+def test_the_normalisers_differ_and_a_typo_is_refused():
+    inputs = [t.detach() for t in make_inputs()]
+    similarity = context_cluster(*inputs).out
+    count = context_cluster(*inputs, aggregation="count").out
+    assert (similarity - count).abs().max() > 1e-2
+    for fn in (context_cluster, context_cluster_naive):
+        with pytest.raises(ValueError, match="aggregation must be one of .*'mask'"):
+            fn(*inputs, aggregation="mask")
 
 
 class _MaxNumel(TorchDispatchMode):
@@ -143,8 +177,8 @@ def test_inductor_compile_matches_eager_values_and_grads():
     inputs = make_inputs(b=2, n=9, m=3, d=4, e=5)
     grad_out = torch.randn(inputs[1].shape)
     compiled = torch.compile(context_cluster, backend="inductor", fullgraph=True)
-    eager, eager_grads = grads(context_cluster, inputs, grad_out)
-    comp, comp_grads = grads(compiled, inputs, grad_out)
+    eager, eager_grads = grads(context_cluster, inputs, grad_out, "count")
+    comp, comp_grads = grads(compiled, inputs, grad_out, "count")
     assert torch.equal(comp.assignment, eager.assignment)
     torch.testing.assert_close(comp.out, eager.out, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(comp.similarity, eager.similarity)
@@ -152,3 +186,21 @@ def test_inductor_compile_matches_eager_values_and_grads():
         ("points", "values", "centers", "value_centers", "alpha", "beta"), comp_grads, eager_grads
     ):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=f"gradient of {name}")
+
+
+@pytest.mark.parametrize("name", ["coc_tiny", "pointmlp_coc", "pointset_coc"])
+def test_models_declare_and_use_the_normaliser_they_were_built_with(name):
+    import pointcoc
+    from pointcoc.layers import ClusterMixer
+
+    default = pointcoc.create_model(name)
+    built = pointcoc.create_model(name, aggregation="count")
+    assert default.model_cfg.aggregation == "similarity" and built.model_cfg.aggregation == "count"
+    mixers = [m for m in built.modules() if isinstance(m, ClusterMixer)]
+    assert mixers and all(m.aggregation == "count" for m in mixers)
+    built.load_state_dict(default.state_dict())
+    x = default.eval().example_input(1)
+    with torch.no_grad():
+        assert not torch.allclose(default(x), built.eval()(x))
+    with pytest.raises(ValueError, match="aggregation must be one of"):
+        pointcoc.create_model(name, aggregation="mean")

@@ -30,9 +30,9 @@ def finished_metrics(test_oa: float, test_macc: float = 0.5) -> dict:
     }
 
 
-def plan(tmp_path, table="scanobjectnn", row="pointmlp", seed_list=(0,)):
+def plan(tmp_path, table="scanobjectnn", row="pointmlp", seed_list=(0,), protocol="heldout"):
     t = load_table(table)
-    return seeds.plan(t, [t.row(row)], list(seed_list), tmp_path, True, [])
+    return seeds.plan(t, [t.row(row)], list(seed_list), tmp_path, True, [], (protocol,))
 
 
 def write_json(path, data):
@@ -63,6 +63,7 @@ def official_metrics(oa: float, macc: float) -> dict:
     return {
         "protocol": "official",
         "test_official": {"oa": oa, "macc": macc, "oa_epoch": 180, "macc_epoch": 150},
+        "test_last": split(oa - 0.02, macc - 0.02),  # an official-protocol column of its own
         "timing": {"train_s": 60.0},
         "peak_memory": {"cpu_max_rss_mb": 512.0, "cuda_max_allocated_mb": None},
         "distributed": {"processes": 2, "batch_per_process": 16, "sync_bn": True},
@@ -78,25 +79,28 @@ def test_table_shows_stats_published_difference_and_every_missing_or_failed_seed
     write_json(runs[3].path / "status.json", {"train": {"returncode": 1, "last_line": "RuntimeError: boom"}})
     touch(runs[4].path / "checkpoint_last.pt")  # killed mid-run
     more = plan(tmp_path, seed_list=(5,))  # never launched
-    official = plan(tmp_path, seed_list=(10, 11))  # runs of the official protocol
+    official = plan(tmp_path, seed_list=(10, 11), protocol="official")  # runs of the official protocol
     for run, (oa, macc) in zip(official, ((0.86, 0.84), (0.87, 0.85))):
         write_json(run.path / "metrics.json", official_metrics(oa, macc))
     table = load_table("scanobjectnn")
     md_path, csv_path = aggregate.write(table, runs + more + official, {}, tmp_path / "results", "cmd")
     md = md_path.read_text()
 
-    # OA: n per protocol, val last, val best, test, test at the last epoch, votes (one seed), official
-    # best test epoch; published paper and fixed-code figures, each Δ against our official figure
+    # OA: n per protocol, val last, val best, test, test at the last epoch (heldout runs only), votes (one
+    # seed), official best test epoch and last epoch; published paper and fixed-code figures, each Δ against
+    # our official figure
     oa = (
         "| pointmlp | 3 | 2 | 80.00 ± 0.00 | 82.00 ± 0.00 | 86.17 ± 1.26 | 85.17 ± 1.26 | 87.00 ± — (n=1) "
-        "| 86.50 ± 0.71 | 85.4 | +1.10 | 86.1 | +0.40 |"
+        "| 86.50 ± 0.71 | 84.50 ± 0.71 | 85.4 | +1.10 | 86.1 | +0.40 |"
     )
     macc = (
         "| pointmlp | 3 | 2 | 70.00 ± 0.00 | 72.00 ± 0.00 | 50.00 ± 0.00 | 49.00 ± 0.00 | 60.00 ± — (n=1) "
-        "| 84.50 ± 0.71 | 83.9 | +0.60 | 84.4 | +0.10 |"
+        "| 84.50 ± 0.71 | 82.50 ± 0.71 | 83.9 | +0.60 | 84.4 | +0.10 |"
     )
     assert oa in md.split("## mAcc")[0] and macc in md.split("## mAcc")[1]
-    assert "| pointmlp | 0 1 2 3 4 5 10 11 | 0 1 2 10 11 | 3 | 4 | 5 |" in md
+    assert (
+        "| pointmlp | 0 1 2 3 4 5 10 official 11 official | 0 1 2 10 official 11 official | 3 | 4 | 5 |" in md
+    )
     assert "pointmlp seed 3: failed: exit 1: RuntimeError: boom" in md
     assert "pointmlp seed 4: incomplete: checkpoint_last.pt but no metrics.json" in md
     assert "pointmlp seed 1: voting failed: exit 1: error: no votes" in md
@@ -113,7 +117,7 @@ def test_table_shows_stats_published_difference_and_every_missing_or_failed_seed
     assert float(line["oa_paper"]) == 85.4 and float(line["oa_paper_diff"]) == pytest.approx(1.1, abs=1e-4)
     assert float(line["macc_readme_fixed_std"]) == 84.4
     states = (line["done"], line["failed"], line["incomplete"], line["missing"])
-    assert states == ("0 1 2 10 11", "3", "4", "5")
+    assert states == ("0 1 2 10 official 11 official", "3", "4", "5")
     assert line["processes_x_batch"] == "2 × 16, SyncBN"
 
 
@@ -123,7 +127,7 @@ def test_heldout_figures_are_compared_when_no_official_run_exists(tmp_path):
         write_json(run.path / "metrics.json", finished_metrics(0.85))
     md = aggregate.write(load_table("scanobjectnn"), runs, {}, tmp_path / "r", "cmd")[0].read_text()
     # the official column stays empty and so do the differences: published figures are official ones
-    row = "| pointmlp | 2 | 0 | 80.00 ± 0.00 | 82.00 ± 0.00 | 85.00 ± 0.00 | — | — | — "
+    row = "| pointmlp | 2 | 0 | 80.00 ± 0.00 | 82.00 ± 0.00 | 85.00 ± 0.00 | — | — | — | — "
     assert row + "| 85.4 | — | 86.1 | — |" in md
 
 
@@ -223,6 +227,9 @@ def test_aggregate_only_writes_the_tables_with_every_seed_missing(tmp_path, caps
     args = ["modelnet40", "--seeds", "0", "1", "--out", str(tmp_path / "runs")]
     assert main([*args, "--results", str(tmp_path / "res"), "--aggregate-only"]) == 1  # nothing finished
     md = (tmp_path / "res" / "modelnet40.md").read_text()
-    assert "| pointmlp | 0 | 0 | — | — | — | — | — | — | 94.1 | — |" in md
-    assert "| pointmlp_coc | 0 1 | — | — | — | 0 1 |" in md
+    assert "| pointmlp | 0 | 0 | — | — | — | — | — | — | — | 94.1 | — |" in md
+    # each seed is planned under both protocols of the table, the official one labelled
+    assert "| pointmlp_coc | 0 1 0 official 1 official | — | — | — | 0 1 0 official 1 official |" in md
     assert "pointmlp_coc" in (tmp_path / "res" / "modelnet40.csv").read_text()
+    main([*args, "--protocols", "heldout", "--results", str(tmp_path / "only"), "--aggregate-only"])
+    assert "| pointmlp_coc | 0 1 | — | — | — | 0 1 |" in (tmp_path / "only" / "modelnet40.md").read_text()

@@ -89,5 +89,7 @@ def test_table_rows_keep_their_recipes():
         assert mn10.data.kwargs == recipe.data.kwargs and mn10.train == recipe.train
         assert mn10.model == recipe.model
         assert (mn10.data.val_fraction, mn10.data.test_fraction) == (0.1, 0.2)
+        # selected on validation mAcc over a class-balanced validation part (issue 16)
+        assert (mn10.data.holdout, mn10.train.select_on) == ("balanced", "macc")
     images = {r.name: resolve(r, []).model.name for r in load_table("imagenet").rows}
     assert images == {n: n for n in ("coc_tiny", "coc_tiny_plain", "coc_small", "coc_medium")}

@@ -49,10 +49,20 @@ def test_smoke_runs_every_table_and_fills_published_and_measured_columns(tmp_pat
         first = table.metrics[0]
         for row in table.rows:
             line = lines[row.name]
-            assert line["done"] == "0" and line["failed"] == line["missing"] == ""
+            done = "0" + (" 0 official" if "official" in table.protocols else "")
+            assert line["done"] == done and line["failed"] == line["missing"] == ""
+            if "official" in table.protocols:  # its own run: the best test epoch, labelled as such
+                best = json.loads((out / name / row.name / "seed0-official" / "metrics.json").read_text())
+                assert best["protocol"] == "official" and "val" not in best
+                official = float(line[f"{first.name}_test_official_mean"])
+                assert official == pytest.approx(100 * best["test_official"]["oa"], abs=1e-4)
+                last = float(line[f"{first.name}_official_last_mean"])
+                assert last == pytest.approx(100 * best["test_last"]["oa"], abs=1e-4)
             run = out / name / row.name / "seed0"
             metrics = json.loads((run / "metrics.json").read_text())
-            for figure, split in (("val_last", metrics["val"]["last"]), ("test", metrics["test"])):
+            figures = (("val_last", metrics["val"]["last"]), ("test", metrics["test"]),
+                       ("test_last", metrics["test_last"]))  # fmt: skip
+            for figure, split in figures:
                 ours = float(line[f"{first.name}_{figure}_mean"])
                 assert ours == pytest.approx(100 * split["oa"], abs=1e-4)
             assert float(line["params_m"]) > 0 and float(line["macs_g"]) > 0 and float(line["throughput"]) > 0
@@ -73,4 +83,4 @@ def test_smoke_runs_every_table_and_fills_published_and_measured_columns(tmp_pat
     capsys.readouterr()
     assert main(["scanobjectnn", "--smoke", "--out", str(out), "--results", str(results)]) == 0
     printed = capsys.readouterr().out
-    assert printed.count("finished: skipped") == 3 and "$ " not in printed
+    assert printed.count("finished: skipped") == 6 and "$ " not in printed  # 3 rows x 2 protocols

@@ -216,7 +216,7 @@ def test_load_official_checkpoint(tmp_path, wrap):
     state = {f"module.{k}": v for k, v in source.state_dict().items()} if wrap else source.state_dict()
     path = tmp_path / "ckpt.pth"
     torch.save({wrap: state, "epoch": 3} if wrap else state, path)
-    target = load_official_checkpoint(mini(), path)
+    target = load_official_checkpoint(mini(), path, use_ema=wrap == "state_dict_ema")
     for key, value in source.state_dict().items():
         assert torch.equal(target.state_dict()[key], value), key
 

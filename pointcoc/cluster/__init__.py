@@ -1,6 +1,6 @@
 """The context-cluster operator and the ways of forming point sets and centers for it."""
 
-from .op import ClusterResult, context_cluster, cosine_similarity_to_centers
+from .op import AGGREGATIONS, Aggregation, ClusterResult, context_cluster, cosine_similarity_to_centers
 from .regions import (
     fold_regions,
     grid_centers,
@@ -11,6 +11,8 @@ from .regions import (
 )
 
 __all__ = [
+    "AGGREGATIONS",
+    "Aggregation",
     "ClusterResult",
     "context_cluster",
     "cosine_similarity_to_centers",

@@ -6,8 +6,13 @@ values ``w_m`` (all proposed by the caller):
     s_nm   = sigmoid(beta + alpha * cos(c_m, p_n))
     m(n)   = argmax_m s_nm                    (hard assignment; the gradient flows through s_n m(n))
     s_n    = s_n m(n)
-    g_m    = (sum_{n: m(n)=m} s_n v_n + w_m) / (sum_{n: m(n)=m} s_n + 1)
+    g_m    = (sum_{n: m(n)=m} s_n v_n + w_m) / (sum_{n: m(n)=m} s_n + 1)     aggregation="similarity"
+    g_m    = (sum_{n: m(n)=m} s_n v_n + w_m) / (|{n: m(n)=m}| + 1)          aggregation="count"
     out_n  = s_n * g_m(n)
+
+The normaliser is the checkpoint's, not a choice: Context-Cluster trained with ``count`` (``mask.sum``) until
+the May-2023 fix and with ``similarity`` (``sim.sum``, Eq. 1 of the paper) since; openmixup trains with
+``count``. Loading weights into the other normaliser moves the logits and changes predictions.
 
 The official code materialises ``[batch, centers, points, dim]`` products to do this; here the
 aggregation is an index-add and the dispatch an index-select over the ``[B * M, E]`` center table, with a
@@ -16,11 +21,23 @@ hand-written backward, so nothing larger than the inputs is built or saved.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
+
+# The cluster normaliser (see the module docstring); "similarity" is today's official one.
+Aggregation = Literal["similarity", "count"]
+AGGREGATIONS: tuple[str, ...] = ("similarity", "count")
+
+
+def check_aggregation(aggregation: str) -> None:
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(
+            f"aggregation must be one of {AGGREGATIONS} (the cluster normaliser: sum of similarities + 1, "
+            f"or number of members + 1), got {aggregation!r}"
+        )
 
 
 class ClusterResult(NamedTuple):
@@ -76,7 +93,7 @@ class _ContextCluster(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, points, values, centers, value_centers, alpha, beta):  # type: ignore[override]
+    def forward(ctx, points, values, centers, value_centers, alpha, beta, count):  # type: ignore[override]
         with torch.autocast(points.device.type, enabled=False):
             sim_dtype = torch.promote_types(points.dtype, torch.float32)
             p, c = points.to(sim_dtype), centers.to(sim_dtype)
@@ -97,7 +114,8 @@ class _ContextCluster(torch.autograd.Function):
             weighted = (values * sim_out.unsqueeze(-1)).reshape(b * n, e)
             numerator = value_centers.reshape(b * m, e).index_add(0, rows, weighted)
             del weighted
-            denominator = values.new_ones(b * m).index_add_(0, rows, sim_out.view(-1))
+            members = torch.ones_like(sim_out) if count else sim_out
+            denominator = values.new_ones(b * m).index_add_(0, rows, members.view(-1))
             aggregated = numerator.div_(denominator.unsqueeze(-1)).view(b, m, e)
             denominator = denominator.view(b, m)
             out = aggregated.view(b * m, e).index_select(0, rows).view(b, n, e).mul_(sim_out.unsqueeze(-1))
@@ -105,7 +123,7 @@ class _ContextCluster(torch.autograd.Function):
             points, values, centers, c_hat, c_len, alpha, sim, sim_out, assignment, p_len, cos_chosen,
             aggregated, denominator,
         )  # fmt: skip
-        ctx.beta_shape, ctx.beta_dtype = beta.shape, beta.dtype
+        ctx.beta_shape, ctx.beta_dtype, ctx.count = beta.shape, beta.dtype, count
         ctx.mark_non_differentiable(assignment)
         return out, assignment, sim_out
 
@@ -121,7 +139,8 @@ class _ContextCluster(torch.autograd.Function):
             weight = values.new_zeros(*assignment.shape, centers.shape[1]).scatter_(
                 -1, index, sim_out.unsqueeze(-1)
             )
-            # out_n = s_n g_m(n),  g_m = num_m / den_m,  num_m = w_m + sum s_n v_n,  den_m = 1 + sum s_n
+            # out_n = s_n g_m(n),  g_m = num_m / den_m,  num_m = w_m + sum s_n v_n,
+            # den_m = 1 + sum s_n ("similarity") or 1 + count_m ("count": no gradient to s)
             grad_numerator = torch.bmm(weight.transpose(1, 2), grad_out).div_(denominator.unsqueeze(-1))
             grad_denominator = (grad_numerator * aggregated).sum(-1).neg_()  # [B, M]
             grad_values = torch.bmm(weight, grad_numerator)
@@ -129,7 +148,8 @@ class _ContextCluster(torch.autograd.Function):
             # dL/ds_n = <G_n, g_m(n)> + <v_n, dnum_m(n)> + dden_m(n): computed for all m, then picked.
             grad_sim_all = torch.bmm(grad_out, aggregated.transpose(1, 2))
             grad_sim_all.baddbmm_(values, grad_numerator.transpose(1, 2))
-            grad_sim_all.add_(grad_denominator.unsqueeze(1))
+            if not ctx.count:
+                grad_sim_all.add_(grad_denominator.unsqueeze(1))
             grad_sim = grad_sim_all.gather(-1, index).squeeze(-1).to(sim.dtype)
             del grad_sim_all
             if grad_sim_out is not None:
@@ -153,7 +173,7 @@ class _ContextCluster(torch.autograd.Function):
             grad_centers = (grad_c_hat - c_hat * radial_c) / c_len.clamp_min(_NORMALIZE_EPS)
         return (
             grad_points.to(points.dtype), grad_values, grad_centers.to(centers.dtype), grad_numerator,
-            grad_alpha.to(alpha.dtype), grad_beta.to(ctx.beta_dtype),
+            grad_alpha.to(alpha.dtype), grad_beta.to(ctx.beta_dtype), None,
         )  # fmt: skip
 
 
@@ -164,12 +184,17 @@ def context_cluster(
     value_centers: torch.Tensor,
     alpha: torch.Tensor,
     beta: torch.Tensor,
+    aggregation: Aggregation = "similarity",
 ) -> ClusterResult:
     """Cluster ``points [B, N, D]`` around ``centers [B, M, D]`` and dispatch aggregated ``values [B, N, E]``.
 
     ``value_centers [B, M, E]`` are the centers' own values (e.g. pooled like the centers);
-    ``alpha``/``beta`` are the learnable scalars of the similarity. Heads and regions are folded
+    ``alpha``/``beta`` are the learnable scalars of the similarity; ``aggregation`` the normaliser of the
+    aggregate (``"similarity"`` or ``"count"``, see the module docstring). Heads and regions are folded
     into B by the caller. Differentiable once (no double backward).
     """
     check_cluster_inputs(points, values, centers, value_centers)
-    return ClusterResult(*_ContextCluster.apply(points, values, centers, value_centers, alpha, beta))
+    check_aggregation(aggregation)
+    return ClusterResult(
+        *_ContextCluster.apply(points, values, centers, value_centers, alpha, beta, aggregation == "count")
+    )

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any, Callable
 
-import torch
 import torch.nn as nn
 
 from ..layers import RegionClusterMixer
 from ..models.context_cluster import ContextCluster
 from ..models.pointmlp import PointMLP
 from ..models.pointmlp import convert_official_state_dict as convert_pointmlp
-from ..utils.serialization import StateDict, load_state_dict_strict, safe_load
+from ..utils.serialization import StateDict, load_state_dict_strict
 
 
 def _cluster(kwargs: dict[str, Any]) -> tuple[nn.Module, Callable[[StateDict], StateDict]]:
@@ -86,42 +84,3 @@ def official_model(builder: str, kwargs: dict[str, Any], state_dict: StateDict |
     if state_dict is not None:
         load_state_dict_strict(model, convert(state_dict), source=builder)
     return model.eval()
-
-
-def _unwrap(checkpoint: Any, path: str) -> StateDict:
-    if not isinstance(checkpoint, dict):
-        raise ValueError(f"{path}: expected a dict checkpoint, got {type(checkpoint).__name__}")
-    for key in ("net", "state_dict_ema", "state_dict", "model"):
-        if key in checkpoint and isinstance(checkpoint[key], dict):
-            checkpoint = checkpoint[key]
-            break
-    state = {k.removeprefix("module."): v for k, v in checkpoint.items()}
-    if not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(
-            f"{path}: no state dict of tensors found (looked for 'net', 'state_dict_ema', "
-            f"'state_dict', 'model' or a bare state dict)"
-        )
-    return state
-
-
-def load_official_checkpoint(model: nn.Module, path: str | os.PathLike) -> nn.Module:
-    """Load a checkpoint published by the official repositories into ``model``.
-
-    Accepts pointMLP-style dicts (``{"net": ..., ...}`` with DataParallel ``module.`` prefixes),
-    timm-style ``state_dict`` / ``state_dict_ema`` dicts and bare state dicts, in official or in pointcoc
-    key names. Loading uses ``weights_only=True``: a file that needs arbitrary code to unpickle is refused.
-    """
-    path = os.fspath(path)
-    state = _unwrap(safe_load(path), path)
-    own = model.state_dict()
-    if not set(state) <= set(own):
-        state = official_key_converter(model)(state)
-    load_state_dict_strict(model, state, source=path)
-    return model
-
-
-def official_key_converter(model: nn.Module) -> Callable[[StateDict], StateDict]:
-    """Official -> pointcoc key mapping for ``model``'s family (identity where the names already agree)."""
-    if isinstance(model, PointMLP):
-        return lambda sd: convert_pointmlp(sd, model.config["cluster"])
-    return dict

@@ -26,6 +26,14 @@ SCANOBJECTNN_CLASSES = (
     "shelf", "table", "bed", "pillow", "sink", "sofa", "toilet",
 )  # fmt: skip
 
+# ModelNet40's label order (shape_names.txt of modelnet40_ply_hdf5_2048: the class names sorted).
+MODELNET40_CLASSES = (
+    "airplane", "bathtub", "bed", "bench", "bookshelf", "bottle", "bowl", "car", "chair", "cone",
+    "cup", "curtain", "desk", "door", "dresser", "flower_pot", "glass_box", "guitar", "keyboard", "lamp",
+    "laptop", "mantel", "monitor", "night_stand", "person", "piano", "plant", "radio", "range_hood", "sink",
+    "sofa", "stairs", "stool", "table", "tent", "toilet", "tv_stand", "vase", "wardrobe", "xbox",
+)  # fmt: skip
+
 # variant -> (folder under h5_files, file suffix); PB_* also exist without background in main_split_nobg.
 SCANOBJECTNN_VARIANTS = {
     "OBJ_ONLY": ("main_split_nobg", ""),

@@ -16,6 +16,7 @@ import torch
 
 from .config import RunConfig
 from .data import BatchPrep, RunData
+from .optim import total_epochs
 from .state import TrainState
 
 
@@ -35,7 +36,8 @@ class Callback:
     """Hooks of the training loop, called on the main process only; override the ones needed.
 
     ``on_epoch_end`` gets the epoch's history record (``epoch``, ``loss``, ``acc``, ``lr``; after validation
-    also ``val_oa``, ``val_macc``, ``val`` and the confusion matrix ``val_confusion``) after the best
+    also ``val_oa``, ``val_macc``, ``val`` and the confusion matrix ``val_confusion``; under the official
+    protocol ``test_*`` in their place: the test split is what it selects on) after the best
     checkpoint and before the last one is written. ``on_train_end`` gets metrics.json's content (plus
     ``test_confusion`` when the test split was evaluated).
     """
@@ -51,18 +53,19 @@ class Callback:
 
 
 class TensorBoardLog(Callback):
-    """Training loss, accuracy and learning rate every epoch; validation OA / mAcc when evaluated; the last
-    validation and the test confusion matrices (rows normalised)."""
+    """Training loss, accuracy and learning rate every epoch; validation (official protocol: test) OA / mAcc
+    when evaluated; the last epoch's and the test confusion matrices (rows normalised)."""
 
     def on_train_start(self, run: RunContext, state: TrainState) -> None:
-        self.writer, self.epochs = run.writer, run.config.train.epochs
+        self.writer, self.epochs = run.writer, total_epochs(run.config.train)  # with the cooldown
 
     def on_epoch_end(self, epoch: int, state: TrainState, metrics: dict[str, Any]) -> None:
-        if "val" in metrics:
-            self.writer.add_scalar("val/oa", metrics["val_oa"], epoch)
-            self.writer.add_scalar("val/macc", metrics["val_macc"], epoch)
-            if epoch == self.epochs:
-                self._confusion("val/confusion_last", metrics["val_confusion"], epoch)
+        for split in ("val", "test"):  # test: the official protocol scores it every epoch
+            if split in metrics:
+                self.writer.add_scalar(f"{split}/oa", metrics[f"{split}_oa"], epoch)
+                self.writer.add_scalar(f"{split}/macc", metrics[f"{split}_macc"], epoch)
+                if epoch == self.epochs:
+                    self._confusion(f"{split}/confusion_last", metrics[f"{split}_confusion"], epoch)
         for key in ("loss", "acc", "lr"):
             self.writer.add_scalar(f"train/{key}", metrics[key], epoch)
 

@@ -38,6 +38,10 @@ class DataConfig:
     val_split: str | None = "val"  # null: hold out val_fraction of the training split instead
     val_fraction: float = 0.2
     test_fraction: float = 0.0  # > 0 with split null: hold out a test part of the training split too
+    # how the validation part is held out (val_split null): random (stratified: each class in proportion) or
+    # balanced (the same number of samples from every class, as ModelNet's nearly balanced test splits); a
+    # test part (test_fraction) is stratified either way
+    holdout: Literal["random", "balanced"] = "random"
     num_points: int = 1024
     augment: bool = True
     kwargs: dict[str, Any] = field(default_factory=dict)  # to build_dataset (aug_*, per_class, variant, ...)
@@ -71,13 +75,22 @@ class TrainConfig:
     amp: Literal["bf16", "fp16"] | None = None
     ema_decay: float | None = None  # e.g. 0.999: keep EMA weights, evaluate and select with them
     eval_every: int = 1
+    # heldout (ours): select the epoch on the validation split by `select_on`, score the test split once with
+    # those weights and once with the last epoch's; official (the published point tables): no validation
+    # split, the test split scored every epoch, the best test epoch kept (mAcc a separate maximum)
+    protocol: Literal["heldout", "official"] = "heldout"
+    select_on: Literal["oa", "macc"] = "oa"  # the validation figure the heldout protocol maximises
+    # none; sampler: draw training samples with probability 1 / (their class's count); loss: weight each
+    # class's loss term by S / (K * its count) (scikit-learn's "balanced" weights)
+    class_balance: Literal["none", "sampler", "loss"] = "none"
 
 
 @dataclass(frozen=True)
 class RuntimeConfig:
     compile: bool = False
     threads: int = 0  # 0: torch's choice
-    sync_bn: bool = False
+    # BatchNorm statistics over the global batch when several processes train; auto: on for point models
+    sync_bn: Literal["auto", True, False] = "auto"
     progress: bool = True
     grad_checkpointing: bool = False  # recompute block activations in backward (models that support it)
 
@@ -198,8 +211,8 @@ def _cast(value: Any, hint: Any) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (Union, types.UnionType):  # only ``X | None`` is used
         return None if value is None else _cast(value, _not_none(args))
-    if origin is Literal:
-        return value if value in args else _FAIL
+    if origin is Literal:  # compared with its type too: 1 == True, but 1 is no boolean
+        return value if any(value == a and type(value) is type(a) for a in args) else _FAIL
     if origin is dict:
         return copy.deepcopy(value) if isinstance(value, dict) else _FAIL
     if origin is tuple:
@@ -230,8 +243,8 @@ def _describe(hint: Any) -> str:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (Union, types.UnionType):
         return f"{_describe(_not_none(args))} or null"
-    if origin is Literal:
-        return "one of " + ", ".join(map(repr, args))
+    if origin is Literal:  # booleans as YAML writes them
+        return "one of " + ", ".join(str(a).lower() if isinstance(a, bool) else repr(a) for a in args)
     if origin is dict:
         return "a mapping"
     if origin is tuple:
@@ -252,6 +265,21 @@ def _check(config: RunConfig) -> None:
             device = None
         if device is None or device.type not in ("cpu", "cuda"):
             raise ValueError(f"device: expected auto, cpu, cuda or cuda:N, got {config.device!r}")
+    if config.data.holdout == "balanced" and config.data.val_split is not None:
+        raise ValueError(
+            "data.holdout balanced draws the validation part from the training split, but data.val_split "
+            f"is {config.data.val_split!r}; set data.val_split to null or data.holdout to random"
+        )
+    if config.train.protocol == "official" and config.data.split is None and config.data.test_fraction == 0:
+        raise ValueError(
+            "train.protocol official selects the epoch on the test split, and this config has none: set "
+            "data.split (or data.test_fraction with data.split null)"
+        )
+    if config.train.protocol == "official" and config.train.eval_every != 1:
+        raise ValueError(
+            "train.protocol official scores the test split every epoch, as the official scripts do; "
+            f"set train.eval_every to 1 (got {config.train.eval_every})"
+        )
     config.data.recipe()  # unknown or retired data.image_recipe keys fail here, at load
 
 

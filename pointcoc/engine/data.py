@@ -42,23 +42,44 @@ def _run_data(train: Dataset, val: Dataset, test: Dataset | None) -> RunData:
     return RunData(train, val, test, list(probe.classes), kind)  # type: ignore[attr-defined]
 
 
-def _labels(dataset: Dataset) -> np.ndarray:
+def dataset_labels(dataset: Dataset) -> np.ndarray:
+    """The class label of every sample of ``dataset`` (a Subset: of its samples, in its order)."""
+    if isinstance(dataset, Subset):
+        return dataset_labels(dataset.dataset)[np.asarray(dataset.indices, dtype=np.int64)]
     return np.asarray(dataset.labels)  # type: ignore[attr-defined]
 
 
-def holdout(labels: np.ndarray, fractions: tuple[float, ...]) -> list[np.ndarray]:
-    """Stratified deterministic split: per class, a seeded shuffle cut into ``fractions`` + the rest."""
+def holdout(labels: np.ndarray, fractions: tuple[float, ...], balanced: bool = False) -> list[np.ndarray]:
+    """Deterministic split into ``fractions`` parts + the rest, cut per class from one seeded shuffle: part
+    ``i`` takes ``round(fractions[i] * n_c)`` of class ``c`` (stratified). With ``balanced`` the first part
+    (the validation part) takes the same ``round(fractions[0] * S / K)`` of every class instead; a class
+    must keep at least as many for the other parts and training."""
     rng = np.random.default_rng(HOLDOUT_SEED)
+    classes, counts = np.unique(labels, return_counts=True)
+    per_class = int(round(fractions[0] * len(labels) / len(classes))) if balanced and fractions else 0
+    if balanced and counts.min() < 2 * per_class:
+        c = classes[counts.argmin()]
+        raise ValueError(
+            f"data.holdout balanced: class {c} has {counts.min()} samples and the validation part takes "
+            f"{per_class} of every class, leaving fewer for training; lower data.val_fraction"
+        )
     parts: list[list[np.ndarray]] = [[] for _ in range(len(fractions) + 1)]
-    for c in np.unique(labels):
+    for c in classes:
         idx = rng.permutation(np.flatnonzero(labels == c))
         start = 0
         for i, frac in enumerate(fractions):
-            n = int(round(frac * len(idx)))
+            n = per_class if balanced and i == 0 else int(round(frac * len(idx)))
             parts[i].append(idx[start : start + n])
             start += n
         parts[-1].append(idx[start:])
     return [np.sort(np.concatenate(p)) for p in parts]
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """``S / (K * n_c)`` per class (0 for a class without samples): inverse class frequency, scaled so the
+    average sample weighs 1 (scikit-learn's "balanced" class weights)."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    return np.divide(len(labels), num_classes * counts, out=np.zeros(num_classes), where=counts > 0)
 
 
 def make_dataset(data: DataConfig, split: str | None, augment: bool) -> Dataset:
@@ -77,15 +98,19 @@ def voting_views(data: DataConfig, test: Dataset) -> Dataset:
     return make_dataset(data, data.split, True)
 
 
-def build_run_data(data: DataConfig, train: bool = True) -> RunData:
-    """The run's datasets; ``train=False`` (the ``test`` command) builds only the evaluated split."""
+def build_run_data(data: DataConfig, train: bool = True, protocol: str = "heldout") -> RunData:
+    """The run's datasets; ``train=False`` (the ``test`` command) builds only the evaluated split.
+
+    ``protocol="official"`` trains on the validation part too and selects on the test split (``val`` is the
+    test split then); the test part held out of a one-split set is the same under both protocols."""
     fractions = []
     if data.val_split is None:
         fractions.append(data.val_fraction)
     if data.split is None and data.test_fraction > 0:
         fractions.append(data.test_fraction)
     base_eval = make_dataset(data, data.train_split, False) if fractions else None
-    parts = holdout(_labels(base_eval), tuple(fractions)) if base_eval is not None else []
+    balanced = data.holdout == "balanced"  # the config check made sure it concerns a validation part
+    parts = holdout(dataset_labels(base_eval), tuple(fractions), balanced) if base_eval is not None else []
 
     test: Dataset | None = None
     if data.split is not None:
@@ -99,9 +124,15 @@ def build_run_data(data: DataConfig, train: bool = True) -> RunData:
             )
         return _run_data(test, test, test)
 
+    official = protocol == "official"  # the config check made sure there is a test split
     train_set = make_dataset(data, data.train_split, data.augment)
     if fractions:
-        train_set = Subset(train_set, parts[-1].tolist())
+        keep = parts[-1]
+        if official and data.val_split is None:  # no validation part: it is trained on
+            keep = np.sort(np.concatenate([parts[0], keep]))
+        train_set = Subset(train_set, keep.tolist())
+    if official:
+        return _run_data(train_set, test, test)  # type: ignore[arg-type]
     val = (
         Subset(base_eval, parts[0].tolist())
         if data.val_split is None
@@ -117,8 +148,15 @@ def pointmlp_targets(labels: torch.Tensor, num_classes: int, smoothing: float) -
     return out.scatter_(1, labels.view(-1, 1), 1.0 - smoothing)
 
 
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return -(targets * torch.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
+def soft_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean over the batch of ``-sum_c w_c t_c log p_c`` (``weight`` ``[K]``: per-class factors ``w_c``,
+    as ``torch.nn.functional.cross_entropy`` weighs soft targets; None: all 1)."""
+    log_p = torch.log_softmax(logits.float(), dim=1)
+    if weight is not None:
+        log_p = log_p * weight
+    return -(targets * log_p).sum(dim=1).mean()
 
 
 class BatchPrep:

@@ -53,6 +53,26 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+class _AllReduceSum(torch.autograd.Function):
+    # torch.distributed.nn.functional.all_reduce, which is deprecated (warning on every call)
+    @staticmethod
+    def forward(ctx: object, tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.clone()
+        dist.all_reduce(tensor)
+        return tensor
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)  # every process's loss depends on the sum: their gradients add up
+        return grad
+
+
+def differentiable_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """The sum of ``tensor`` over the process group, differentiable: its gradient is summed over it too."""
+    return _AllReduceSum.apply(tensor)
+
+
 def shutdown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import Dataset
 
+from ..data.point_transforms import official_vote_views
 from ..utils.amp import autocast
 from ..utils.serialization import load_state_dict_strict
 from .build import build_model, evaluation_weights, setup_process
@@ -22,7 +24,7 @@ from .config import RunConfig, save_config
 from .data import BatchPrep, build_run_data, voting_views
 from .distributed import ONE_PROCESS, Dist, all_gather_objects, is_main
 from .loaders import make_loader
-from .metrics import confusion, summarize, top_k_accuracy
+from .metrics import confusion, summarize, top_k_accuracy, vote_repeats
 from .rundir import environment, peak_memory, write_json
 
 
@@ -42,18 +44,29 @@ class EvalContext:
         return cls(prep, config.train.batch_size, config.train.amp, config.data.num_workers, dist)
 
 
+Views = Callable[[torch.Tensor], Iterable[torch.Tensor]]
+
+
 @torch.no_grad()
-def predict(model: nn.Module, dataset: Dataset, ctx: EvalContext) -> tuple[np.ndarray, np.ndarray]:
-    """Softmax scores ``[S, K]`` and labels ``[S]`` of the whole dataset, each rank scoring its share."""
+def predict(
+    model: nn.Module, dataset: Dataset, ctx: EvalContext, views: Views | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax scores ``[S, K]`` and labels ``[S]`` of the whole dataset, each rank scoring its share.
+
+    ``views``: a batch of inputs -> the views whose softmax scores are averaged (None: the batch itself)."""
     model.eval()
     prep = ctx.prep
     loader = make_loader(dataset, ctx.batch_size, device=prep.device, num_workers=ctx.num_workers,
                          dist=ctx.dist)  # fmt: skip
     scores, labels = [], []
     for x, y in loader:
-        with autocast(prep.device, ctx.amp):
-            logits = model(prep.eval(x))
-        scores.append(torch.softmax(logits.float(), dim=1))
+        inputs = prep.eval(x)
+        total, n = None, 0
+        for view in [inputs] if views is None else views(inputs):
+            with autocast(prep.device, ctx.amp):
+                score = torch.softmax(model(view).float(), dim=1)
+            total, n = score if total is None else total + score, n + 1
+        scores.append(total / n)
         labels.append(y)
     local = (torch.cat(scores).cpu().numpy(), torch.cat(labels).numpy()) if scores else (
         np.zeros((0, prep.num_classes), np.float32), np.zeros(0, np.int64))  # fmt: skip
@@ -96,10 +109,51 @@ def vote(
     return total / votes, labels
 
 
-def evaluate_checkpoint(
-    config: RunConfig, checkpoint: str | Path, out: str | Path, votes: int = 0
+def official_vote(
+    model: nn.Module,
+    test: Dataset,
+    ctx: EvalContext,
+    classes: list[str],
+    *,
+    votes: int,
+    repeats: int,
+    seed: int,
 ) -> dict[str, Any]:
-    """Evaluate ``checkpoint`` on ``data.split``; with ``votes`` also the voted accuracy, reported apart."""
+    """The official ModelNet40 vote (voting.py): each repeat scores the clean test set, every batch averaged
+    over :func:`official_vote_views` (view 0 clean, then cumulative per-axis scalings); the summary is
+    :func:`vote_repeats`: the best repeat, as voting.py prints it, beside the mean ± std over all repeats
+    (each repeat's figures under ``per_repeat``). The scalings are drawn from ``seed`` and the rank alone."""
+    generator = torch.Generator().manual_seed(seed + 7919 * ctx.dist.rank)
+    oa, macc = [], []
+    for _ in range(repeats):
+        scores, labels = predict(
+            model, test, ctx, lambda x: official_vote_views(x, votes, generator=generator)
+        )
+        metrics, _ = metrics_of(scores, labels, classes)
+        oa.append(metrics["oa"])
+        macc.append(metrics["macc"])
+    return {**vote_repeats(oa, macc), "views": votes, "seed": seed, "per_repeat": {"oa": oa, "macc": macc}}
+
+
+VOTE_PROTOCOLS = ("ours", "official")
+OFFICIAL_REPEATS = 300  # voting.py's NUM_PEPEAT
+
+
+def evaluate_checkpoint(
+    config: RunConfig,
+    checkpoint: str | Path,
+    out: str | Path,
+    votes: int = 0,
+    vote_protocol: str = "ours",
+    repeats: int | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``checkpoint`` on ``data.split``; with ``votes`` also the voted accuracy, reported apart:
+    ``ours`` (``test_votes``: ``votes`` views of the training augmentation, one fixed draw) or ``official``
+    (``test_votes_official``: the official ModelNet40 vote, ``repeats`` times, 300 by default)."""
+    if vote_protocol not in VOTE_PROTOCOLS:
+        raise ValueError(f"--vote-protocol must be one of {', '.join(VOTE_PROTOCOLS)}, got {vote_protocol!r}")
+    if repeats is not None and (vote_protocol != "official" or repeats < 1):
+        raise ValueError("--vote-repeats takes a positive count, with --vote-protocol official")
     start = time.perf_counter()
     device, dist = setup_process(config)
     state = load_checkpoint(checkpoint)
@@ -114,10 +168,16 @@ def evaluate_checkpoint(
     if votes > 0:
         if not run_data.is_points:
             raise ValueError("--votes averages augmented point-cloud views; it is not defined for images")
-        views = voting_views(config.data, run_data.test)
-        scores = vote(model, views, ctx, votes=votes, seed=config.seed)
-        metrics["test_votes"], _ = metrics_of(*scores, run_data.classes)
-        metrics["votes"] = {"views": votes, "seed": config.seed}
+        if vote_protocol == "official":
+            metrics["test_votes_official"] = official_vote(
+                model, run_data.test, ctx, run_data.classes, votes=votes, seed=config.seed,
+                repeats=OFFICIAL_REPEATS if repeats is None else repeats,
+            )  # fmt: skip
+        else:
+            views = voting_views(config.data, run_data.test)
+            scores = vote(model, views, ctx, votes=votes, seed=config.seed)
+            metrics["test_votes"], _ = metrics_of(*scores, run_data.classes)
+            metrics["votes"] = {"views": votes, "seed": config.seed}
     metrics["checkpoint"] = {"path": str(checkpoint), "epoch": state["epoch"]}
     metrics["confusion_matrix"] = matrix.tolist()
     metrics["timing"] = {"total_s": time.perf_counter() - start}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -33,7 +34,7 @@ class TrainState:
         self.scheduler = build_scheduler(self.optimizer, train, steps_per_epoch)
         self.scaler = torch.amp.GradScaler(device.type, enabled=train.amp == "fp16")
         self.epoch = 0  # epochs completed
-        self.best: dict[str, Any] | None = None  # {"epoch", "metrics"} of the best validation OA so far
+        self.best: dict[str, Any] | None = None  # {"epoch", "metrics"} of the selected epoch so far
         self.history: list[dict[str, Any]] = []
         self.train_seconds = 0.0
         # the evaluation weights of the best epoch, for the final test (on disk: checkpoint_best.pt)
@@ -48,10 +49,12 @@ class TrainState:
     def lr(self) -> float:
         return self.scheduler.get_last_lr()[0]
 
-    def select(self, epoch: int, val: dict[str, Any]) -> bool:
-        """Keep ``val`` (validation metrics of ``epoch``) and a copy of the evaluation weights when its OA
-        beats the best so far; returns whether it did."""
-        if self.best is not None and val["oa"] <= self.best["metrics"]["oa"]:
+    def select(
+        self, epoch: int, val: dict[str, Any], score: Callable[[dict[str, Any]], float] = lambda m: m["oa"]
+    ) -> bool:
+        """Keep ``val`` (the metrics of ``epoch`` on the selection split) and a copy of the evaluation weights
+        when its ``score`` (default: OA) strictly beats the best so far; returns whether it did."""
+        if self.best is not None and score(val) <= score(self.best["metrics"]):
             return False
         self.best = {"epoch": epoch, "metrics": val}
         self.best_weights = {k: v.detach().clone() for k, v in self.eval_model.state_dict().items()}

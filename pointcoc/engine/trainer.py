@@ -1,4 +1,5 @@
-"""``train``: one epoch of optimisation, model selection on validation, the run directory and resume."""
+"""``train``: one epoch of optimisation, model selection (heldout: on validation; official: on the test
+split), the run directory and resume."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
@@ -18,13 +20,15 @@ from .build import build_model, evaluation_weights, run_model_cfg, setup_process
 from .callbacks import Callback, RunContext, TensorBoardLog
 from .checkpoint import check_compatible, load_checkpoint, save_atomic
 from .config import RunConfig, TrainConfig, save_config
-from .data import BatchPrep, RunData, build_run_data, soft_cross_entropy
+from .data import BatchPrep, RunData, build_run_data, class_weights, dataset_labels, soft_cross_entropy
 from .distributed import Dist, all_reduce_sum, barrier, is_main
 from .evaluate import EvalContext, evaluate
 from .loaders import make_loader
 from .optim import total_epochs
 from .rundir import environment, peak_memory, write_json
+from .selection import heldout_score, official_score, official_selection
 from .state import TrainState
+from .sync_bn import convert_sync_bn, distributed_record, wants_sync_bn
 
 LAST, BEST = "checkpoint_last.pt", "checkpoint_best.pt"
 
@@ -42,10 +46,12 @@ def train_one_epoch(
     prep: BatchPrep,
     train: TrainConfig,
     desc: str | None = None,
+    loss_weight: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """One pass over ``loader``, stepping ``state`` (``model`` is the module to run: ``state.model`` or its
     compiled / DDP wrapper). Returns the epoch's mean ``loss``, training ``acc`` (reduced across ranks) and
-    the ``lr`` reached. ``desc``: the progress bar's label (None: no bar)."""
+    the ``lr`` reached. ``desc``: the progress bar's label (None: no bar); ``loss_weight``: per-class loss
+    factors (``train.class_balance: loss``)."""
     model.train()
     device = prep.device
     sums = torch.zeros(2, device=device)  # loss * n and correct: kept on device, read once an epoch
@@ -55,7 +61,7 @@ def train_one_epoch(
         inputs, targets = prep.train(x, y)
         with autocast(device, train.amp):
             logits = model(inputs)
-        loss = soft_cross_entropy(logits, targets)
+        loss = soft_cross_entropy(logits, targets, loss_weight)
         state.optimizer.zero_grad(set_to_none=True)
         state.scaler.scale(loss).backward()
         if train.grad_clip is not None:
@@ -85,10 +91,13 @@ def train(
     device, dist = setup_process(config)
     out = Path(out)
     saved = _previous_run(config, out, resume)
-    run_data = build_run_data(config.data)
+    # official: run_data.val is the test split, scored and selected on every epoch
+    run_data = build_run_data(config.data, protocol=config.train.protocol)
     prep = BatchPrep(run_data, config.data, config.train.label_smoothing, device)
-    loader = _train_loader(config, run_data, device, dist)
-    state = _fresh_state(config, run_data, len(loader), device, dist)
+    sample_weights, loss_weight = _class_balance(config, run_data, device)
+    loader = _train_loader(config, run_data, device, dist, sample_weights)
+    sync_bn = wants_sync_bn(config.runtime.sync_bn, dist.world, run_data.is_points)
+    state = _fresh_state(config, run_data, len(loader), device, sync_bn)
     if saved is not None:
         state.load_state_dict(saved)
         # every rank reads it: resuming assumes the run directory is shared, as checkpoint_last.pt is
@@ -106,20 +115,23 @@ def train(
     for hook in hooks:
         hook.on_train_start(RunContext(config, out, run_data, prep, writer), state)
 
+    split = "test" if config.train.protocol == "official" else "val"  # what selects the epoch
+    score = official_score if split == "test" else heldout_score(config.train.select_on)
     epochs = total_epochs(config.train)
     for epoch in range(state.epoch, epochs):
         t0 = time.perf_counter()
         loader.sampler.set_epoch(epoch)  # type: ignore[union-attr]
         torch.manual_seed(epoch_seed(config.seed, epoch, dist.rank))
         desc = f"epoch {epoch + 1}/{epochs}" if main and config.runtime.progress else None
-        record = {"epoch": epoch + 1, **train_one_epoch(state, step_model, loader, prep, config.train, desc)}
+        stats = train_one_epoch(state, step_model, loader, prep, config.train, desc, loss_weight)
+        record = {"epoch": epoch + 1, **stats}
         state.train_seconds += time.perf_counter() - t0
         metrics, improved = dict(record), False
         if epoch + 1 == epochs or (epoch + 1) % config.train.eval_every == 0:
-            val, matrix = evaluate(state.eval_model, run_data.val, ctx, run_data.classes)
-            record.update(val_oa=val["oa"], val_macc=val["macc"], val=val)
-            metrics = {**record, "val_confusion": matrix}
-            improved = state.select(epoch + 1, val)
+            scored, matrix = evaluate(state.eval_model, run_data.val, ctx, run_data.classes)
+            record.update({f"{split}_oa": scored["oa"], f"{split}_macc": scored["macc"], split: scored})
+            metrics = {**record, f"{split}_confusion": matrix}
+            improved = state.select(epoch + 1, scored, score)
         state.history.append(record)
         state.epoch = epoch + 1
         if main:
@@ -132,7 +144,7 @@ def train(
         barrier()
 
     t_test = time.perf_counter()
-    metrics, test_confusion = _test(state, run_data, ctx)
+    metrics, test_confusion = _test(state, run_data, ctx, config)
     metrics["timing"] = {
         "train_s": state.train_seconds,
         "test_s": time.perf_counter() - t_test,
@@ -141,7 +153,8 @@ def train(
         "epochs_this_process": epochs - (saved["epoch"] if saved is not None else 0),
     }
     metrics["peak_memory"] = peak_memory(device)
-    metrics["history"] = [{k: v for k, v in r.items() if k != "val"} for r in state.history]
+    metrics["distributed"] = distributed_record(dist, config.train.batch_size, sync_bn)
+    metrics["history"] = [{k: v for k, v in r.items() if k not in ("val", "test")} for r in state.history]
     if main:
         write_json(metrics, out / "metrics.json")
         extra = {} if test_confusion is None else {"test_confusion": test_confusion}
@@ -151,45 +164,71 @@ def train(
     return metrics
 
 
-def _train_loader(config: RunConfig, run_data: RunData, device: torch.device, dist: Dist) -> DataLoader:
+def _class_balance(
+    config: RunConfig, run_data: RunData, device: torch.device
+) -> tuple[np.ndarray | None, torch.Tensor | None]:
+    """``train.class_balance``: per-sample draw weights (``sampler``) or per-class loss factors (``loss``),
+    both inverse class frequencies of the training split."""
+    if config.train.class_balance == "none":
+        return None, None
+    labels = dataset_labels(run_data.train)
+    weights = class_weights(labels, len(run_data.classes))
+    if config.train.class_balance == "sampler":
+        return weights[labels], None
+    return None, torch.tensor(weights, dtype=torch.float32, device=device)
+
+
+def _train_loader(
+    config: RunConfig, run_data: RunData, device: torch.device, dist: Dist, sample_weights: np.ndarray | None
+) -> DataLoader:
     batch = config.train.batch_size
     if batch % dist.world:
         raise ValueError(f"train.batch_size {batch} is not divisible by the {dist.world} processes")
     loader = make_loader(run_data.train, batch, device=device, num_workers=config.data.num_workers,
-                         dist=dist, shuffle_seed=config.seed)  # fmt: skip
+                         dist=dist, shuffle_seed=config.seed, sample_weights=sample_weights)  # fmt: skip
     if len(loader) == 0:
         raise ValueError(f"{len(run_data.train)} training samples make no full batch of {batch}")
     return loader
 
 
 def _fresh_state(
-    config: RunConfig, run_data: RunData, steps_per_epoch: int, device: torch.device, dist: Dist
+    config: RunConfig, run_data: RunData, steps_per_epoch: int, device: torch.device, sync_bn: bool
 ) -> TrainState:
     """The model's initial weights are drawn from ``seed`` alone (the same on every rank)."""
     torch.manual_seed(config.seed)
     model = build_model(config, len(run_data.classes), run_data.input_kind).to(device)
-    if config.runtime.sync_bn and dist.world > 1 and device.type == "cuda":
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if sync_bn:
+        model = convert_sync_bn(model, device)
     return TrainState(model, config.train, steps_per_epoch, device)
 
 
-def _test(state: TrainState, run_data: RunData, ctx: EvalContext) -> tuple[dict[str, Any], Any]:
-    """The validation summary and selection, and the one evaluation of the test split with the
-    best-on-validation weights (its confusion matrix, or None without a test split)."""
-    assert state.best is not None  # the last epoch is always validated
+def _test(
+    state: TrainState, run_data: RunData, ctx: EvalContext, config: RunConfig
+) -> tuple[dict[str, Any], Any]:
+    """The figures of the protocol and its selection. heldout: the validation summary, then the test split
+    scored with the last epoch's weights (``test_last``) and with the best-on-validation ones (``test``, and
+    its confusion matrix; None without a test split). official: the best test epoch and the separate mAcc
+    maximum from the per-epoch history (``test_official``) and the last epoch's test figures."""
+    assert state.best is not None  # the last epoch is always evaluated
+    last = state.history[-1]
+    selection = {"best_epoch": state.best["epoch"], "last_epoch": state.epoch}
+    if config.train.protocol == "official":
+        official = official_selection(state.history)
+        selection.update(criterion="test oa (official protocol)", test_model="best test epoch")
+        return {"protocol": "official", "test_official": official, "test_last": last["test"],
+                "selection": selection}, None  # fmt: skip
     metrics: dict[str, Any] = {
-        "val": {"last": state.history[-1]["val"], "best": state.best["metrics"]},
-        "selection": {
-            "best_epoch": state.best["epoch"],
-            "last_epoch": state.epoch,
-            "criterion": "val oa",
-            "test_model": "best",
-        },
+        "protocol": "heldout",
+        "val": {"last": last["val"], "best": state.best["metrics"]},
+        "selection": {**selection, "criterion": f"val {config.train.select_on}", "test_model": "best"},
     }
     if run_data.test is None:
         return metrics, None
+    if state.best["epoch"] != state.epoch:  # the evaluation model holds the last epoch's weights
+        metrics["test_last"], _ = evaluate(state.eval_model, run_data.test, ctx, run_data.classes)
     state.eval_model.load_state_dict(state.best_weights)
     metrics["test"], matrix = evaluate(state.eval_model, run_data.test, ctx, run_data.classes)
+    metrics.setdefault("test_last", metrics["test"])
     return metrics, matrix
 
 
@@ -232,6 +271,7 @@ def _open_run(config: RunConfig, out: Path, resume: bool, epochs_done: int) -> A
 
 
 def _epoch_line(record: dict[str, Any], epochs: int, seconds: float) -> str:
-    val = f"  val oa {record['val_oa']:.3f}" if "val_oa" in record else ""
+    val = "".join(f"  {split} oa {record[split + '_oa']:.3f}" for split in ("val", "test")
+                  if split + "_oa" in record)  # fmt: skip
     return (f"epoch {record['epoch']}/{epochs}  loss {record['loss']:.4f}  train acc {record['acc']:.3f}"
             f"{val}  lr {record['lr']:.2e}  {seconds:.1f}s")  # fmt: skip

@@ -26,7 +26,7 @@ from ..cluster import (
     points_to_grid,
     unfold_regions,
 )
-from ..cluster.op import ClusterResult
+from ..cluster.op import Aggregation, ClusterResult, check_aggregation
 from ..ops import gather_points
 
 
@@ -35,16 +35,19 @@ class ClusterMixer(nn.Module):
 
     Set ``record_assignment = True`` to keep the last forward's :class:`ClusterResult` (assignment and
     similarity, heads folded into the batch as ``(batch, head, region)``) in ``last_result`` for
-    visualisation, without recomputing the clustering.
+    visualisation, without recomputing the clustering. ``aggregation`` is the operator's normaliser
+    (``"similarity"`` or ``"count"``); it belongs to the weights, so loaders set it with the weights.
 
     ``cluster_op`` is the operator the mixer calls: :func:`pointcoc.cluster.context_cluster`, or any function
     of the same signature (benchmarks set :func:`pointcoc.cluster.reference.context_cluster_naive`).
     """
 
-    def __init__(self, heads: int, head_dim: int) -> None:
+    def __init__(self, heads: int, head_dim: int, aggregation: Aggregation = "similarity") -> None:
         super().__init__()
+        check_aggregation(aggregation)
         self.heads = heads
         self.head_dim = head_dim
+        self.aggregation = aggregation
         self.sim_alpha = nn.Parameter(torch.ones(1))
         self.sim_beta = nn.Parameter(torch.zeros(1))
         self.record_assignment = False
@@ -52,7 +55,9 @@ class ClusterMixer(nn.Module):
         self.cluster_op = context_cluster
 
     def cluster(self, points, values, centers, value_centers) -> torch.Tensor:
-        result = self.cluster_op(points, values, centers, value_centers, self.sim_alpha, self.sim_beta)
+        result = self.cluster_op(
+            points, values, centers, value_centers, self.sim_alpha, self.sim_beta, self.aggregation
+        )
         if self.record_assignment:
             self.last_result = ClusterResult(
                 result.out.detach(), result.assignment, result.similarity.detach()
@@ -101,8 +106,9 @@ class RegionClusterMixer(ClusterMixer):
         fold_h: int = 2,
         heads: int = 4,
         head_dim: int = 24,
+        aggregation: Aggregation = "similarity",
     ) -> None:
-        super().__init__(heads, head_dim)
+        super().__init__(heads, head_dim, aggregation)
         inner = heads * head_dim
         self.f = nn.Conv2d(dim, inner, kernel_size=1)
         self.v = nn.Conv2d(dim, inner, kernel_size=1)
@@ -147,8 +153,8 @@ class LinearClusterMixer(ClusterMixer):
     :meth:`merge_heads` undoes it.
     """
 
-    def __init__(self, dim: int, heads: int, head_dim: int) -> None:
-        super().__init__(heads, head_dim)
+    def __init__(self, dim: int, heads: int, head_dim: int, aggregation: Aggregation = "similarity") -> None:
+        super().__init__(heads, head_dim, aggregation)
         inner = heads * head_dim
         self.f = nn.Linear(dim, inner)
         self.v = nn.Linear(dim, inner)
@@ -169,8 +175,10 @@ class GroupClusterMixer(LinearClusterMixer):
     Residual, as in the official point block: returns ``x + proj(cluster(x))``.
     """
 
-    def __init__(self, dim: int, heads: int = 1, head_dim: int | None = None) -> None:
-        super().__init__(dim, heads, head_dim or max(dim // 4, 32))
+    def __init__(
+        self, dim: int, heads: int = 1, head_dim: int | None = None, aggregation: Aggregation = "similarity"
+    ) -> None:
+        super().__init__(dim, heads, head_dim or max(dim // 4, 32), aggregation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats, values = self.split_heads(self.f(x)), self.split_heads(self.v(x))
@@ -187,8 +195,10 @@ class SetClusterMixer(LinearClusterMixer):
     the assignment, by feature similarity, is free to join distant points. Returns ``proj(cluster(x))``.
     """
 
-    def __init__(self, dim: int, heads: int = 4, head_dim: int = 16) -> None:
-        super().__init__(dim, heads, head_dim)
+    def __init__(
+        self, dim: int, heads: int = 4, head_dim: int = 16, aggregation: Aggregation = "similarity"
+    ) -> None:
+        super().__init__(dim, heads, head_dim, aggregation)
 
     def forward(self, x: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
         feats, values = self.f(x), self.v(x)

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
-from ..cluster import unfold_regions
+from ..cluster import Aggregation, unfold_regions
 from ..layers import ClusterMixer, DropPath, Mlp, RegionClusterMixer, check_per_stage
 from ..utils.constants import IMAGENET_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD
 from .capture import BlockClusters, CapturesClusters, StageClusters, take_result
@@ -58,6 +58,7 @@ class ClusterBlock(nn.Module):
         fold_h: int,
         heads: int,
         head_dim: int,
+        aggregation: Aggregation = "similarity",
     ) -> None:
         super().__init__()
         self.norm1 = nn.GroupNorm(1, dim)
@@ -70,6 +71,7 @@ class ClusterBlock(nn.Module):
             fold_h=fold_h,
             heads=heads,
             head_dim=head_dim,
+            aggregation=aggregation,
         )
         self.norm2 = nn.GroupNorm(1, dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer, drop)
@@ -96,6 +98,8 @@ class ContextCluster(CapturesClusters, nn.Module):
     ``GroupNorm(1, C)``, which every official variant uses). ``*_w`` settings refer to dim 2 of the map and
     ``*_h`` to dim 3. Feature maps whose sides are not multiples of a stage's folds are zero-padded
     inside the mixer (see :class:`pointcoc.layers.RegionClusterMixer`); the official code rejects them.
+    ``aggregation`` is the cluster normaliser the weights were trained with (``"similarity"``: today's
+    official code; ``"count"``: the March-2023 releases and openmixup).
 
     ``fork_feat=True`` builds a dense-prediction backbone: ``forward`` returns every stage's output,
     each through its own GroupNorm (``norm0``, ``norm2``, ... named by network index as officially), and
@@ -127,6 +131,7 @@ class ContextCluster(CapturesClusters, nn.Module):
         fold_h: Sequence[int] = (8, 4, 2, 1),
         heads: Sequence[int] = (2, 4, 6, 8),
         head_dim: Sequence[int] = (16, 16, 32, 32),
+        aggregation: Aggregation = "similarity",
     ) -> None:
         super().__init__()
         stages = len(layers)
@@ -151,7 +156,7 @@ class ContextCluster(CapturesClusters, nn.Module):
         self.model_cfg = ModelCfg(
             architecture="", family="context_cluster", input_kind="image", num_classes=num_classes,
             input_size=(3, 224, 224), mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct=IMAGENET_CROP_PCT,
-            interpolation="bicubic",
+            interpolation="bicubic", aggregation=aggregation,
         )  # fmt: skip
         self.num_features = embed_dims[-1]
         self.stem_geometry = (in_patch_size, in_stride, in_pad)
@@ -177,6 +182,7 @@ class ContextCluster(CapturesClusters, nn.Module):
                     cfg["fold_h"][i],
                     cfg["heads"][i],
                     cfg["head_dim"][i],
+                    aggregation,
                 )
                 for j in range(depth)
             ]

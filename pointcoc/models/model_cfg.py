@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-InputKind = Literal["points", "image"]
 # The cluster normaliser: ``similarity`` divides by sum_n s_n + 1 (Context-Cluster since May 2023),
-# ``count`` by count_m + 1 (the March-2023 releases and openmixup).
-Aggregation = Literal["similarity", "count"]
+# ``count`` by count_m + 1 (the March-2023 releases and openmixup); defined with the operator.
+from ..cluster.op import Aggregation, check_aggregation
+
+InputKind = Literal["points", "image"]
 INPUT_KINDS = ("points", "image")
-AGGREGATIONS = ("similarity", "count")
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,7 @@ class ModelCfg:
     def __post_init__(self) -> None:
         if self.input_kind not in INPUT_KINDS:
             raise ValueError(f"input_kind must be one of {INPUT_KINDS}, got {self.input_kind!r}")
-        if self.aggregation not in AGGREGATIONS:
-            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
+        check_aggregation(self.aggregation)
 
     @property
     def is_points(self) -> bool:

@@ -15,7 +15,8 @@ class PointClassifier(CapturesClusters, nn.Module):
     (``input_layout="BCN"``: the official ``[B, 3, N]``).
 
     Subclasses build ``self.classifier`` and define ``forward_features``, which reads its input through
-    :meth:`checked_xyz`. ``config`` holds the constructor arguments, to rebuild the model from a checkpoint.
+    :meth:`checked_xyz`. ``config`` holds the constructor arguments, to rebuild the model from a checkpoint
+    (its ``aggregation``, the cluster normaliser, is declared in ``model_cfg``).
     Subclasses name their ``family`` (the defining module) and whether ``capture_clusters`` records clusters
     (their forward fills ``self._captured`` while it is set, see :class:`.capture.CapturesClusters`).
     """
@@ -32,6 +33,7 @@ class PointClassifier(CapturesClusters, nn.Module):
         self.model_cfg = ModelCfg(
             architecture="", family=self.family, input_kind="points", num_classes=num_classes,
             input_size=(num_points, 3), has_clusters=self.has_clusters,
+            aggregation=config.get("aggregation", "similarity"),
         )  # fmt: skip
 
     def example_input(self, batch_size: int = 1) -> torch.Tensor:

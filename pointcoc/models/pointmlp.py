@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
+from ..cluster import Aggregation
 from ..layers import (
     ClusterMixer,
     GroupClusterMixer,
@@ -101,10 +102,17 @@ class PreBlock(nn.Module):
     """Optional context-cluster block followed by a residual MLP, applied to every group."""
 
     def __init__(
-        self, dim: int, expansion: float, bias: bool, activation: str, cluster: bool, heads: int
+        self,
+        dim: int,
+        expansion: float,
+        bias: bool,
+        activation: str,
+        cluster: bool,
+        heads: int,
+        aggregation: Aggregation = "similarity",
     ) -> None:
         super().__init__()
-        self.cluster = GroupClusterMixer(dim, heads=heads) if cluster else None
+        self.cluster = GroupClusterMixer(dim, heads=heads, aggregation=aggregation) if cluster else None
         self.mlp = ResidualMLP(dim, expansion, bias, activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -135,6 +143,7 @@ class Stage(nn.Module):
         cluster: bool,
         cluster_heads: int,
         fps_skip_near_origin: bool = False,
+        aggregation: Aggregation = "similarity",
     ) -> None:
         super().__init__()
         self.grouper = LocalGrouper(in_dim, samples, k, use_xyz, normalize, fps_skip_near_origin)
@@ -142,7 +151,7 @@ class Stage(nn.Module):
         self.act = make_activation(activation)
         self.pre = nn.Sequential(
             *[
-                PreBlock(out_dim, expansion, bias, activation, cluster, cluster_heads)
+                PreBlock(out_dim, expansion, bias, activation, cluster, cluster_heads, aggregation)
                 for _ in range(pre_blocks)
             ]
         )
@@ -189,6 +198,7 @@ class PointMLP(PointClassifier):
         reducers: Sequence[int] = (2, 2, 2, 2),
         cluster: bool = False,
         cluster_heads: int = 1,
+        aggregation: Aggregation = "similarity",
         drop_rate: float = 0.5,
         input_layout: str = "BNC",
         fps_skip_near_origin: bool = False,
@@ -230,6 +240,7 @@ class PointMLP(PointClassifier):
                     cluster,
                     cluster_heads,
                     fps_skip_near_origin,
+                    aggregation,
                 )
             )
             self.stage_samples.append(samples)

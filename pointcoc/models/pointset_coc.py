@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn as nn
 
+from ..cluster import Aggregation
 from ..layers import (
     ClusterMixer,
     DropPath,
@@ -41,11 +42,18 @@ class SetClusterBlock(nn.Module):
     """``x + drop_path(mixer(norm(x)))``, then ``x + drop_path(mlp(norm(x)))``: the image block on points."""
 
     def __init__(
-        self, dim: int, heads: int, head_dim: int, mlp_ratio: float, activation: str, drop_path: float
+        self,
+        dim: int,
+        heads: int,
+        head_dim: int,
+        mlp_ratio: float,
+        activation: str,
+        drop_path: float,
+        aggregation: Aggregation = "similarity",
     ) -> None:
         super().__init__()
         self.norm1 = PointNorm(dim)
-        self.token_mixer = SetClusterMixer(dim, heads=heads, head_dim=head_dim)
+        self.token_mixer = SetClusterMixer(dim, heads=heads, head_dim=head_dim, aggregation=aggregation)
         self.norm2 = PointNorm(dim)
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), make_activation(activation), nn.Linear(hidden, dim))
@@ -95,6 +103,7 @@ class PointSetCoC(PointClassifier):
         activation: str = "relu",
         drop_path_rate: float = 0.0,
         drop_rate: float = 0.3,
+        aggregation: Aggregation = "similarity",
         input_layout: str = "BNC",
     ) -> None:
         config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
@@ -116,7 +125,9 @@ class PointSetCoC(PointClassifier):
             first = sum(depths[:i])
             self.stages.append(
                 nn.ModuleList(
-                    SetClusterBlock(dim, heads[i], head_dims[i], mlp_ratio, activation, rates[first + j])
+                    SetClusterBlock(
+                        dim, heads[i], head_dims[i], mlp_ratio, activation, rates[first + j], aggregation
+                    )
                     for j in range(depths[i])
                 )
             )

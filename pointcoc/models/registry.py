@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+from collections.abc import Sequence
 from typing import Callable
 
 import torch.nn as nn
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _FAMILIES: dict[str, str] = {}
+_PRETRAINED: dict[str, tuple[str, ...]] = {}
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -20,6 +22,12 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     _MODELS[name] = fn
     _FAMILIES[name] = fn.__module__.rsplit(".", 1)[-1]
     return fn
+
+
+def register_pretrained(name: str, tags: Sequence[str]) -> None:
+    """Declare the published checkpoints of model ``name`` (the zoo, :mod:`pointcoc.hub.zoo`, does); they
+    appear in ``model_cfg.pretrained``."""
+    _PRETRAINED[name] = tuple(tags)
 
 
 def list_models(pattern: str = "*", family: str | None = None) -> list[str]:
@@ -35,7 +43,8 @@ def list_models(pattern: str = "*", family: str | None = None) -> list[str]:
 def create_model(name: str, **kwargs) -> nn.Module:
     """Build the registered model ``name``; keyword arguments override its configuration.
 
-    The model's ``model_cfg`` (see :class:`pointcoc.models.model_cfg.ModelCfg`) names the architecture."""
+    The model's ``model_cfg`` (see :class:`pointcoc.models.model_cfg.ModelCfg`) names the architecture and
+    its published checkpoints; ``pointcoc.create_model(name, pretrained=...)`` loads one."""
     if name not in _MODELS:
         close = fnmatch.filter(_MODELS, f"*{name.split('_')[0]}*")
         hint = f"; similar: {', '.join(sorted(close))}" if close else ""
@@ -43,5 +52,7 @@ def create_model(name: str, **kwargs) -> nn.Module:
             f"unknown model {name!r}{hint}. pointcoc.list_models() names all {len(_MODELS)} models"
         )
     model = _MODELS[name](**kwargs)
-    model.model_cfg = dataclasses.replace(model.model_cfg, architecture=name)
+    model.model_cfg = dataclasses.replace(
+        model.model_cfg, architecture=name, pretrained=_PRETRAINED.get(name, ())
+    )
     return model

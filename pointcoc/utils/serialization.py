@@ -8,15 +8,38 @@ or raises one ValueError listing the missing, unexpected and mis-shaped keys.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 
 StateDict = dict[str, torch.Tensor]
+
+
+def _numpy_scalar_globals() -> list[Any]:
+    """What unpickling numpy scalars (``np.float64(0.5)``, e.g. an accuracy) and dtypes needs: the scalar
+    constructor under its numpy 2 and numpy 1 names, ``np.dtype`` and the dtype classes it builds. None of
+    them calls anything but numpy's constructors on plain values; arrays (``_reconstruct``) stay refused."""
+    core = getattr(np, "_core", None) or np.core
+    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25: one class per dtype
+    dtype_classes = [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")] if dtypes else []
+    scalar = core.multiarray.scalar
+    return [
+        (scalar, "numpy._core.multiarray.scalar"),
+        (scalar, "numpy.core.multiarray.scalar"),
+        np.dtype,
+        *dtype_classes,
+    ]
+
+
+# The harmless non-tensor types published checkpoint files hold: timm's CheckpointSaver stores its command
+# line as an ``argparse.Namespace`` (plain values); older training scripts stored numpy scalars.
+PUBLISHED_CHECKPOINT_GLOBALS: tuple[Any, ...] = (argparse.Namespace, *_numpy_scalar_globals())
 
 
 def safe_load(path: str | os.PathLike, allowed_globals: Sequence[Any] = ()) -> Any:

@@ -6,7 +6,14 @@ renderers), visualize.py (one input end to end), tensorboard.py (pictures during
 Gradio app, optional extra ``demo``). Nothing here recomputes a clustering: it reads what the forward did.
 """
 
-from .loading import VizModel, load_checkpoint_model, load_named_model
+from .loading import VizModel, load_checkpoint_model, load_named_model, load_pretrained_model
 from .visualize import Visualization, visualize
 
-__all__ = ["Visualization", "VizModel", "load_checkpoint_model", "load_named_model", "visualize"]
+__all__ = [
+    "Visualization",
+    "VizModel",
+    "load_checkpoint_model",
+    "load_named_model",
+    "load_pretrained_model",
+    "visualize",
+]

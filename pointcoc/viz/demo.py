@@ -11,14 +11,16 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..data.images import IMAGE_EXTENSIONS
+from ..hub import pretrained_entry
 from .inputs import POINT_EXTENSIONS
-from .loading import VizModel, load_checkpoint_model
+from .loading import VizModel, load_checkpoint_model, load_pretrained_model
 from .visualize import visualize
 
 UPLOAD_TYPES = [*IMAGE_EXTENSIONS, *POINT_EXTENSIONS]
@@ -56,17 +58,24 @@ def _gradio() -> Any:
     return gr
 
 
-def build_app(folder: CheckpointFolder, max_upload_mb: float) -> Any:
-    """The Gradio Blocks app (not launched)."""
+def build_app(folder: CheckpointFolder, max_upload_mb: float, pretrained: Sequence[str] = ()) -> Any:
+    """The Gradio Blocks app (not launched). ``pretrained``: published checkpoints (``model.tag``, see
+    ``pointcoc.list_pretrained()``) offered beside the folder's, downloaded on first use."""
     gr = _gradio()
-    names = folder.names()
+    published = [pretrained_entry(name).name for name in pretrained]  # a typo is refused before serving
+    names = published + folder.names()
     if not names:
-        raise ValueError(f"no *.pt checkpoints under {folder.root}; train one with `main.py train --out DIR`")
+        raise ValueError(
+            f"no *.pt checkpoints under {folder.root}; train one with `main.py train --out DIR` or pass "
+            "--pretrained NAME (see `main.py pretrained`)"
+        )
     limit = int(max_upload_mb * 2**20)
     html_dir = Path(tempfile.mkdtemp(prefix="pointcoc-demo-"))
 
     @functools.lru_cache(maxsize=2)
     def model(name: str) -> VizModel:
+        if name in published:
+            return load_pretrained_model(name)
         return load_checkpoint_model(folder.path(name))
 
     def show(name: str, upload: str | None, *choices: float | None):
@@ -125,10 +134,14 @@ def build_app(folder: CheckpointFolder, max_upload_mb: float) -> Any:
 
 
 def launch(
-    checkpoints: str | Path, host: str = "127.0.0.1", port: int = 7860, max_upload_mb: float = 20.0
+    checkpoints: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    max_upload_mb: float = 20.0,
+    pretrained: Sequence[str] = (),
 ) -> None:
     """Serve the app until interrupted."""
-    app = build_app(CheckpointFolder(checkpoints), max_upload_mb)
+    app = build_app(CheckpointFolder(checkpoints), max_upload_mb, pretrained)
     gr = _gradio()
     theme = gr.themes.Default(font=["sans-serif"], font_mono=["monospace"])  # no web fonts: works offline
     app.launch(

@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 
 from ..engine.build import load_trained_model
+from ..hub import create_model as create_pretrained
+from ..hub.pretrained import class_names
 from ..models import ModelCfg, create_model
 
 TOP_K = 5
@@ -53,11 +55,22 @@ def load_named_model(name: str, seed: int = 0) -> VizModel:
     return VizModel(_checked(create_model(name), name), name, "random weights", None)
 
 
-def load_checkpoint_model(path: str | Path) -> VizModel:
-    """The model a ``main.py train`` checkpoint holds (its EMA weights when the run kept them)."""
+def load_pretrained_model(name: str, pretrained: bool | str | Path = True, clusters: bool = True) -> VizModel:
+    """Model ``name`` with a published checkpoint (``True``: its default, a tag, or a checkpoint file in a
+    published layout), named by the label set of its size (see :func:`pointcoc.hub.pretrained.class_names`).
+    ``clusters``: refuse models without cluster assignments to draw."""
+    model = create_pretrained(name, pretrained=pretrained)
+    model = _checked(model, name) if clusters else model.eval()
+    source = str(pretrained) if pretrained is not True else "default checkpoint"
+    return VizModel(model, name, source, class_names(model.model_cfg))
+
+
+def load_checkpoint_model(path: str | Path, clusters: bool = True) -> VizModel:
+    """The model a ``main.py train`` checkpoint holds (its EMA weights when the run kept them).
+    ``clusters``: refuse models without cluster assignments to draw."""
     trained = load_trained_model(path)
     name = trained.config.model.name
-    model = _checked(trained.model, name)
+    model = _checked(trained.model, name) if clusters else trained.model
     canonical = model.model_cfg.is_points and bool(trained.config.data.kwargs.get("canonical", False))
     return VizModel(model, name, str(path), trained.classes, canonical)
 

@@ -84,18 +84,24 @@ def visualize(
 ) -> Visualization:
     """Cluster picture of ``(stage, block, head)`` (``block=None``: the stage's last) for one input file."""
     path, index = split_index(source, index)
+    if input_for(viz, path, index) == "image":
+        return _visualize_image(viz, read_image(path), stage, block, head, alpha)
+    xyz = read_points(path, viz.cfg.num_points, index, viz.canonical)
+    return _visualize_points(viz, xyz, path.name, stage, block, head)
+
+
+def input_for(viz: VizModel, path: Path, index: int | None) -> str:
+    """``"image"`` or ``"points"``: the kind of ``path``, refused in one line if ``viz``'s model takes the
+    other kind (or an .h5 ``index`` is given for an image)."""
     kind = input_kind(path)
     if (kind == "points") != viz.is_points:
         wanted = f"a point cloud ({', '.join(POINT_EXTENSIONS)})" if viz.is_points else "an image"
         given = "a point cloud" if kind == "points" else "an image"
         model_kind = "a point" if viz.is_points else "an image"
         raise ValueError(f"{path.name} is {given} but {viz.name} is {model_kind} model; give {wanted}")
-    if kind == "image":
-        if index is not None:
-            raise ValueError(f"--index {index} applies to .h5 point files only, not {path.name}")
-        return _visualize_image(viz, read_image(path), stage, block, head, alpha)
-    xyz = read_points(path, viz.cfg.num_points, index, viz.canonical)
-    return _visualize_points(viz, xyz, path.name, stage, block, head)
+    if kind == "image" and index is not None:
+        raise ValueError(f"--index {index} applies to .h5 point files only, not {path.name}")
+    return kind
 
 
 def image_model_input(viz: VizModel, image) -> tuple[torch.Tensor, np.ndarray]:
