@@ -137,15 +137,20 @@ OUTPUTS = """() => [document.querySelector('#status')?.innerText ?? '',
 def _show(page, upload: Path, expect: str, new_picture: bool = True) -> None:
     """Upload ``upload``, press the button, wait until the status line names ``expect`` and (unless an
     error is expected) the picture and the predictions have both changed: Gradio renders the outputs of
-    one event separately, so the status alone does not say the others are this run's."""
+    one event separately, so the status alone does not say the others are this run's.
+
+    Each step waits for the page to have done the previous one; on a loaded machine these take seconds:
+    - a file chosen while a cleared upload box is still re-rendering can be dropped, so the box must be
+      empty first (its Clear button gone);
+    - the box shows the file's name already while "Uploading 1 file...", and a click then sends no file,
+      so the click waits for the uploaded file's download link, which appears once the server holds it."""
     clear = page.locator("#upload button[aria-label=Clear]")
     if clear.count():
         clear.click()
+        page.wait_for_selector("#upload button[aria-label=Clear]", state="detached", timeout=WAIT_MS)
     page.set_input_files("#upload input[type=file]", str(upload))
-    page.wait_for_function(
-        "n => (document.querySelector('#upload')?.innerText ?? '').includes(n)",
-        arg=upload.name,
-        timeout=WAIT_MS,
+    page.wait_for_selector(
+        f'#upload a[data-testid="download-link"][download="{upload.name}"]', state="attached", timeout=WAIT_MS
     )
     _, src, predictions = page.evaluate(OUTPUTS)
     page.click("#run")
