@@ -139,11 +139,12 @@ def _show(page, upload: Path, expect: str, new_picture: bool = True) -> None:
     error is expected) the picture and the predictions have both changed: Gradio renders the outputs of
     one event separately, so the status alone does not say the others are this run's.
 
-    Each step waits for the page to have done the previous one; on a loaded machine these take seconds:
-    - a file chosen while a cleared upload box is still re-rendering can be dropped, so the box must be
-      empty first (its Clear button gone);
-    - the box shows the file's name already while "Uploading 1 file...", and a click then sends no file,
-      so the click waits for the uploaded file's download link, which appears once the server holds it."""
+    Each step waits for a state that stays, never for a passing one. The upload box shows the file's name
+    as one string only while "Uploading 1 file..."; once uploaded it shows the stem and the extension apart
+    ("chelsea", ".png"). Waiting for the name therefore passed only when a poll happened to fall in that
+    short upload, which a loaded machine stretches and an idle one may not: this test failed now and then
+    that way. So: wait for the cleared box to be empty (its Clear button gone), choose the file, and click
+    only once the uploaded file's download link is there (then the server holds it and the click sends it)."""
     clear = page.locator("#upload button[aria-label=Clear]")
     if clear.count():
         clear.click()
