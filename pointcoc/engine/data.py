@@ -74,7 +74,11 @@ def voting_views(data: DataConfig, test: Dataset) -> Dataset:
 
 
 def build_run_data(data: DataConfig, train: bool = True) -> RunData:
-    """The run's datasets; ``train=False`` (the ``test`` command) builds only the evaluated split."""
+    """The run's datasets; ``train=False`` (the ``test`` command) builds only the evaluated split: the
+    training split is read only when the test part is held out of it (``data.split`` null)."""
+    if not train and data.split is not None:
+        test = make_dataset(data, data.split, False)
+        return _run_data(test, test, test)
     fractions = []
     if data.val_split is None:
         fractions.append(data.val_fraction)
@@ -104,6 +108,16 @@ def build_run_data(data: DataConfig, train: bool = True) -> RunData:
         else make_dataset(data, data.val_split, False)
     )
     return _run_data(train_set, val, test)
+
+
+def describe_split(data: DataConfig, dataset: Dataset) -> str:
+    """What ``dataset`` (the evaluated split of ``data``) is, in words: set, folder, split, samples."""
+    where = f"in {data.root}" if data.root is not None else "(embedded)"
+    if data.split is not None:
+        split = f"split {data.split!r}"
+    else:
+        split = f"the {data.test_fraction:g} held out of split {data.train_split!r}"
+    return f"{data.name} {where}, {split}: {len(dataset)} samples"  # type: ignore[arg-type]
 
 
 def pointmlp_targets(labels: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:

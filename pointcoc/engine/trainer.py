@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from .distributed import Dist, all_reduce_sum, barrier, is_main
 from .evaluate import EvalContext, evaluate
 from .loaders import make_loader
 from .rundir import environment, peak_memory, write_json
+from .runfolder import check_train_folder, console, open_run_folder
 from .state import TrainState
 
 LAST, BEST = "checkpoint_last.pt", "checkpoint_best.pt"
@@ -49,7 +51,8 @@ def train_one_epoch(
     device = prep.device
     sums = torch.zeros(2, device=device)  # loss * n and correct: kept on device, read once an epoch
     seen = 0
-    bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=desc is None)
+    bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=desc is None,
+               file=console(sys.stderr))  # fmt: skip
     for x, y in bar:
         inputs, targets = prep.train(x, y)
         with autocast(device, train.amp):
@@ -79,10 +82,18 @@ def train(
 ) -> dict[str, Any]:
     """Train per ``config`` into ``out``; returns (and writes) ``out/metrics.json``'s content.
 
-    ``callbacks`` run on the main process after the engine's own :class:`TensorBoardLog`."""
+    ``out`` is refused when it holds results (unless ``resume``) or another process writes it; the console
+    is logged to ``out/train.log`` (see :mod:`.runfolder`). Progress bars are drawn on a terminal only
+    (and with ``runtime.progress``); otherwise each epoch prints one line. ``callbacks`` run on the main
+    process after the engine's own :class:`TensorBoardLog`."""
+    out = Path(out)
+    with open_run_folder(out, "train.log", lambda folder: check_train_folder(folder, resume)):
+        return _train(config, out, resume, callbacks)
+
+
+def _train(config: RunConfig, out: Path, resume: bool, callbacks: Sequence[Callback]) -> dict[str, Any]:
     start = time.perf_counter()
     device, dist = setup_process(config)
-    out = Path(out)
     saved = _previous_run(config, out, resume)
     run_data = build_run_data(config.data)
     prep = BatchPrep(run_data, config.data, config.train.label_smoothing, device)
@@ -110,7 +121,8 @@ def train(
         t0 = time.perf_counter()
         loader.sampler.set_epoch(epoch)  # type: ignore[union-attr]
         torch.manual_seed(epoch_seed(config.seed, epoch, dist.rank))
-        desc = f"epoch {epoch + 1}/{epochs}" if main and config.runtime.progress else None
+        bars = main and config.runtime.progress and console(sys.stderr).isatty()
+        desc = f"epoch {epoch + 1}/{epochs}" if bars else None
         record = {"epoch": epoch + 1, **train_one_epoch(state, step_model, loader, prep, config.train, desc)}
         state.train_seconds += time.perf_counter() - t0
         metrics, improved = dict(record), False
@@ -193,18 +205,18 @@ def _test(state: TrainState, run_data: RunData, ctx: EvalContext) -> tuple[dict[
 
 
 def _previous_run(config: RunConfig, out: Path, resume: bool) -> dict[str, Any] | None:
-    """The checkpoint a resumed run continues from (checked against ``config``); never overwrites a run."""
-    last_path = out / LAST
-    if resume and not last_path.is_file():
-        raise ValueError(f"--resume: {last_path} does not exist")
+    """The checkpoint a resumed run continues from, checked against ``config``."""
     if not resume:
-        if last_path.exists():
-            raise ValueError(
-                f"{out} already holds a run; pass --resume to continue it or choose another --out"
-            )
         return None
+    last_path = out / LAST
     saved = load_checkpoint(last_path)
     check_compatible(saved, config, last_path, resume=True)
+    if is_main():
+        done, epochs = saved["epoch"], config.train.epochs
+        if done < epochs:
+            print(f"resuming from epoch {done + 1} of {epochs} ({last_path})", flush=True)
+        else:
+            print(f"{last_path}: all {epochs} epochs are done; writing the final metrics again", flush=True)
     return saved
 
 
