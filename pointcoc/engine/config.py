@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -123,16 +124,30 @@ class RunConfig:
 RESUMABLE_CHANGES = ("runtime", "device", "data.num_workers", "data.root", "log")
 # Keys holding a file system path: relative ones are resolved at load (see the module docstring).
 PATH_KEYS = ("data.root",)
-# Range checks beyond the types: (dotted key, test, what is expected)
+# Range checks beyond the types: (dotted key, test, what is expected); optional keys may also be null.
 _RANGES = (
+    ("seed", lambda v: v >= 0, "0 or more"),
     ("train.epochs", lambda v: v >= 1, "at least 1"),
     ("train.batch_size", lambda v: v >= 1, "at least 1"),
     ("train.eval_every", lambda v: v >= 1, "at least 1"),
+    ("train.lr", lambda v: 0 < v < math.inf, "a positive number"),
+    ("train.lr_reference_batch", lambda v: v >= 1, "at least 1"),
+    ("train.momentum", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("train.betas", lambda v: all(0 <= b < 1 for b in v), "two numbers in [0, 1)"),
+    ("train.weight_decay", lambda v: 0 <= v < math.inf, "0 or more"),
+    ("train.min_lr", lambda v: 0 <= v < math.inf, "0 or more"),
+    ("train.warmup_epochs", lambda v: 0 <= v < math.inf, "0 or more"),
+    ("train.warmup_lr", lambda v: 0 <= v < math.inf, "0 or more"),
+    ("train.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("train.grad_clip", lambda v: 0 < v < math.inf, "a positive number (or null: no clipping)"),
+    ("train.ema_decay", lambda v: 0 <= v <= 1, "in [0, 1] (or null: no EMA)"),
     ("data.num_points", lambda v: v >= 1, "at least 1"),
     ("data.val_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("data.test_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("data.num_workers", lambda v: v >= 0, "0 or more"),
     ("runtime.threads", lambda v: v >= 0, "0 or more"),
+    ("log.cluster_images_every", lambda v: v >= 0, "0 (off) or more"),
+    ("log.cluster_images", lambda v: v >= 0, "0 or more"),
 )
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
@@ -244,9 +259,10 @@ def _describe(hint: Any) -> str:
 
 def _check(config: RunConfig) -> None:
     for key, ok, expected in _RANGES:
-        section, name = key.split(".")
-        value = getattr(getattr(config, section), name)
-        if not ok(value):
+        value: Any = config
+        for part in key.split("."):
+            value = getattr(value, part)
+        if value is not None and not ok(value):
             raise ValueError(f"{key}: expected {expected}, got {value!r}")
     if config.device != "auto":
         try:
@@ -341,7 +357,7 @@ def _apply_recipe(config: dict[str, Any], path: Path, chain: tuple[Path, ...] = 
         what = "is a folder, not a file" if path.is_dir() else "does not exist"
         raise ValueError(f"config file {path} {what}")
     try:
-        loaded = yaml.safe_load(path.read_text()) or {}
+        loaded = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
@@ -349,6 +365,8 @@ def _apply_recipe(config: dict[str, Any], path: Path, chain: tuple[Path, ...] = 
         raise ValueError(f"{path} is not valid YAML{where}: {problem}; fix the file") from None
     except UnicodeDecodeError:
         raise ValueError(f"{path} is not a text file (not UTF-8); give a YAML recipe") from None
+    if loaded is None:
+        raise ValueError(f"config file {path} is empty; give a recipe, e.g. experiments/configs/default.yaml")
     if not isinstance(loaded, dict):
         raise ValueError(f"{path} must hold a mapping of config keys, got {type(loaded).__name__}")
     bases = loaded.pop("_base_", [])

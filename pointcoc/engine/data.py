@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from ..data import PointCloudDataset, build_dataset
+from ..data._io import SplitError
 from ..data.image_augment import ImageEvalTransform, ImageTrainAugment, smooth_one_hot
 from ..models.model_cfg import InputKind
 from .config import DataConfig
@@ -35,7 +36,15 @@ class RunData:
 
 
 def _run_data(train: Dataset, val: Dataset, test: Dataset | None) -> RunData:
-    """The datasets, with the class names and input kind their (underlying) training set declares."""
+    """The datasets, with the class names and input kind their (underlying) training set declares; an empty
+    one is refused naming the setting that chose it."""
+    parts = ((train, "data.train_split", "data.train_split"), (val, "data.val_split", "data.val_fraction"),
+             (test, "data.split", "data.test_fraction"))  # fmt: skip
+    for dataset, split_key, fraction_key in parts:
+        if dataset is not None and len(dataset) == 0:  # type: ignore[arg-type]
+            if isinstance(dataset, Subset):
+                raise ValueError(f"{fraction_key}: the part held out is empty; raise it or use more data")
+            raise ValueError(f"{split_key}: the split holds no samples; check the data")
     probe = train.dataset if isinstance(train, Subset) else train
     kind: InputKind = "points" if isinstance(probe, PointCloudDataset) else "image"
     return RunData(train, val, test, list(probe.classes), kind)  # type: ignore[attr-defined]
@@ -60,36 +69,56 @@ def holdout(labels: np.ndarray, fractions: tuple[float, ...]) -> list[np.ndarray
     return [np.sort(np.concatenate(p)) for p in parts]
 
 
-def make_dataset(data: DataConfig, split: str | None, augment: bool) -> Dataset:
-    return build_dataset(
-        data.name, data.root, split, num_points=data.num_points, augment=augment, **data.kwargs
-    )
+def make_dataset(data: DataConfig, key: str, augment: bool) -> Dataset:
+    """The dataset of the split the config ``key`` names (``data.split``, ...), its first item drawn once
+    (random state kept) so that ``data.kwargs`` a dataset or its transform cannot take are refused here,
+    naming them, rather than in a loader's worker."""
+    split = getattr(data, key.split(".")[1])
+    try:
+        dataset = build_dataset(
+            data.name, data.root, split, num_points=data.num_points, augment=augment, **data.kwargs
+        )
+        with torch.random.fork_rng(devices=[]):
+            if len(dataset):  # type: ignore[arg-type]
+                dataset[0]
+        return dataset
+    except SplitError as exc:
+        raise ValueError(f"{key}: {exc}") from None
+    except (ValueError, OSError):  # ours name the file or key already
+        raise
+    except Exception as exc:
+        if not data.kwargs:
+            raise
+        text = " ".join(str(exc).split())[:200]
+        raise ValueError(
+            f"data.kwargs do not fit {data.name}: {type(exc).__name__}: {text} (data.kwargs: {data.kwargs})"
+        ) from None
 
 
 def voting_views(data: DataConfig, test: Dataset) -> Dataset:
     """The test set again, with the training augmentation (for test-time voting; point sets only)."""
     if isinstance(test, Subset):
-        return Subset(make_dataset(data, data.train_split, True), test.indices)
-    return make_dataset(data, data.split, True)
+        return Subset(make_dataset(data, "data.train_split", True), test.indices)
+    return make_dataset(data, "data.split", True)
 
 
 def build_run_data(data: DataConfig, train: bool = True) -> RunData:
     """The run's datasets; ``train=False`` (the ``test`` command) builds only the evaluated split: the
     training split is read only when the test part is held out of it (``data.split`` null)."""
     if not train and data.split is not None:
-        test = make_dataset(data, data.split, False)
+        test = make_dataset(data, "data.split", False)
         return _run_data(test, test, test)
     fractions = []
     if data.val_split is None:
         fractions.append(data.val_fraction)
     if data.split is None and data.test_fraction > 0:
         fractions.append(data.test_fraction)
-    base_eval = make_dataset(data, data.train_split, False) if fractions else None
+    base_eval = make_dataset(data, "data.train_split", False) if fractions else None
     parts = holdout(_labels(base_eval), tuple(fractions)) if base_eval is not None else []
 
     test: Dataset | None = None
     if data.split is not None:
-        test = make_dataset(data, data.split, False)
+        test = make_dataset(data, "data.split", False)
     elif data.test_fraction > 0:
         test = Subset(base_eval, parts[-2].tolist())
     if not train:
@@ -99,13 +128,13 @@ def build_run_data(data: DataConfig, train: bool = True) -> RunData:
             )
         return _run_data(test, test, test)
 
-    train_set = make_dataset(data, data.train_split, data.augment)
+    train_set = make_dataset(data, "data.train_split", data.augment)
     if fractions:
         train_set = Subset(train_set, parts[-1].tolist())
     val = (
         Subset(base_eval, parts[0].tolist())
         if data.val_split is None
-        else make_dataset(data, data.val_split, False)
+        else make_dataset(data, "data.val_split", False)
     )
     return _run_data(train_set, val, test)
 
