@@ -235,6 +235,7 @@ def assert_refused(code: int | None, err: str, *, internal_ok: bool = False) -> 
     assert code not in (0, None) and len(lines) == 1, (code, err)
     prefixes = ("error: ", "internal error: ") if internal_ok else ("error: ",)
     assert lines[0].startswith(prefixes), err
+    assert "weights_only" not in lines[0], err  # never torch's advice to load with weights_only=False
     return lines[0]
 
 
