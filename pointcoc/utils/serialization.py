@@ -47,7 +47,8 @@ def _refusal(exc: Exception) -> str:
             "pointcoc.compat.load_official_checkpoint)"
         )
     found = re.search(r"failed reading zip archive: ([^.]+)", text) or re.search(
-        r"WeightsUnpickler error:\s*([^\n]+)", text  # the unpickler's own reason, without torch's advice
+        r"WeightsUnpickler error:\s*([^\n]+)",
+        text,  # the unpickler's own reason, without torch's advice
     )
     detail = (
         found.group(1) if found else f"{type(exc).__name__} {(text.strip().splitlines() or [''])[0][:120]}"
