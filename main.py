@@ -89,11 +89,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from pointcoc.engine import load_config, train
-    from pointcoc.engine.runfolder import check_train_folder, open_run_folder
+    from pointcoc.engine.runfolder import open_training_folder
 
     out = Path(args.out)
     config = load_config(_train_config(args), args.set)
-    with open_run_folder(out, "train.log", lambda folder: check_train_folder(folder, args.resume)):
+    with open_training_folder(out, args.resume):  # the engine holds it too; here the report is logged
         metrics = train(config, out, resume=args.resume, callbacks=training_callbacks(config))
         _report(metrics, out)
     return 0
@@ -128,11 +128,11 @@ def training_callbacks(config: RunConfig) -> list[Callback]:
 
 def cmd_test(args: argparse.Namespace) -> int:
     from pointcoc.engine import evaluate_checkpoint, load_config
-    from pointcoc.engine.runfolder import check_test_folder, open_run_folder
+    from pointcoc.engine.runfolder import open_test_folder
 
     out = Path(args.out)
     config = load_config(args.config, args.set)
-    with open_run_folder(out, "test.log", lambda folder: check_test_folder(folder, args.overwrite)):
+    with open_test_folder(out, args.overwrite):
         metrics = evaluate_checkpoint(config, args.checkpoint, out, votes=args.votes)
         _report(metrics, out)
     return 0
@@ -169,11 +169,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_main_job(args: argparse.Namespace) -> int:
     """``python main.py`` with no arguments."""
     from pointcoc.engine import load_config, train
-    from pointcoc.engine.runfolder import check_train_folder, open_run_folder
+    from pointcoc.engine.runfolder import open_training_folder
 
     out = ROOT / "runs" / time.strftime("main-%Y%m%d-%H%M%S")
     config = load_config(DEFAULT_CONFIG)
-    with open_run_folder(out, "train.log", lambda folder: check_train_folder(folder, resume=False)):
+    with open_training_folder(out):
         print(f"main job: {config.model.name} on the procedural shapes ({DEFAULT_CONFIG.relative_to(ROOT)})")
         start = time.perf_counter()
         metrics = train(config, out, callbacks=training_callbacks(config))

@@ -24,7 +24,7 @@ from .distributed import ONE_PROCESS, Dist, all_gather_objects, is_main
 from .loaders import make_loader
 from .metrics import confusion, summarize, top_k_accuracy
 from .rundir import environment, peak_memory, write_json
-from .runfolder import check_test_folder, open_run_folder
+from .runfolder import open_test_folder
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def evaluate_checkpoint(
     Writes ``out`` (config.yaml, environment.json, metrics.json, test.log): a new folder, or with
     ``overwrite`` a previous test's; never a folder holding anything else (see :mod:`.runfolder`)."""
     out = Path(out)
-    with open_run_folder(out, "test.log", lambda folder: check_test_folder(folder, overwrite)):
+    with open_test_folder(out, overwrite):
         return _evaluate_checkpoint(config, Path(checkpoint), out, votes)
 
 

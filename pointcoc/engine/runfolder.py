@@ -19,7 +19,7 @@ import socket
 import sys
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import IO, Any, Callable
 
@@ -125,6 +125,16 @@ def open_run_folder(out: str | Path, log_name: str, check: Callable[[Path], None
     finally:
         _held.discard(key)
         _release(lock)
+
+
+def open_training_folder(out: str | Path, resume: bool = False) -> AbstractContextManager[Path]:
+    """``out`` held for ``train`` (``resume``: ``train --resume``), its console logged to ``train.log``."""
+    return open_run_folder(out, "train.log", lambda folder: check_train_folder(folder, resume))
+
+
+def open_test_folder(out: str | Path, overwrite: bool = False) -> AbstractContextManager[Path]:
+    """``out`` held for ``test`` (``overwrite``: a previous test's folder), its console in ``test.log``."""
+    return open_run_folder(out, "test.log", lambda folder: check_test_folder(folder, overwrite))
 
 
 def _failure(exc: BaseException) -> str:

@@ -24,7 +24,7 @@ from .distributed import Dist, all_reduce_sum, barrier, is_main
 from .evaluate import EvalContext, evaluate
 from .loaders import make_loader
 from .rundir import environment, peak_memory, write_json
-from .runfolder import check_train_folder, console, open_run_folder
+from .runfolder import console, open_training_folder
 from .state import TrainState
 
 LAST, BEST = "checkpoint_last.pt", "checkpoint_best.pt"
@@ -87,7 +87,7 @@ def train(
     (and with ``runtime.progress``); otherwise each epoch prints one line. ``callbacks`` run on the main
     process after the engine's own :class:`TensorBoardLog`."""
     out = Path(out)
-    with open_run_folder(out, "train.log", lambda folder: check_train_folder(folder, resume)):
+    with open_training_folder(out, resume):
         return _train(config, out, resume, callbacks)
 
 
