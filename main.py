@@ -132,6 +132,8 @@ def cmd_test(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     config = load_config(args.config, args.set)
+    if not Path(args.checkpoint).is_file():  # before a folder is made for the results
+        raise ValueError(f"--checkpoint {args.checkpoint} is not a file; give one written by `main.py train`")
     with open_test_folder(out, args.overwrite):
         metrics = evaluate_checkpoint(config, args.checkpoint, out, votes=args.votes)
         _report(metrics, out)
