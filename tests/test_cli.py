@@ -1,3 +1,4 @@
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +58,20 @@ def test_mistyped_config_values_are_one_line_errors_naming_the_key(capsys, tmp_p
     err = capsys.readouterr().err.strip()
     assert code == 2 and err == "error: train.lr: expected a number, got 'abc'"
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_every_option_has_help_text():
+    parser = main.build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert {"list", "info", "bench", "train", "test", "visualize", "demo"} <= set(commands)
+    for name, command in commands.items():
+        for action in command._actions:
+            option = "/".join(action.option_strings) or action.dest
+            assert isinstance(action, argparse._HelpAction) or action.help, f"{name} {option}: no help"
+
+
+def test_usage_errors_are_one_line(capsys):
+    assert main.main(["train", "--config"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: main.py train: argument --config: expected one argument; see main.py train --help\n"
+    assert main.main(["--help"]) == 0 and "resume" in capsys.readouterr().out
