@@ -81,7 +81,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from pointcoc.bench import benchmark_model, format_report
+    from benchmarks.model_bench import benchmark_model, format_report
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)

@@ -8,8 +8,8 @@ Times are medians over interleaved repeats in one process. Memory is measured in
 subprocess per (implementation, shape) -- ``--child IMPL SHAPE`` -- as the step's peak resident
 set (VmHWM, reset through ``/proc/self/clear_refs``) minus the resident set just before it, so it
 counts ``out``, the input gradients and every temporary of forward and backward (the subprocesses
-run with a fixed glibc mmap threshold, see ``pointcoc.bench.MMAP_THRESHOLD``). Both operators are first
-checked to give the same outputs and gradients. Results and the analysis: docs/operator_benchmarks.md.
+run with a fixed glibc mmap threshold, see ``pointcoc.utils.measure.MMAP_THRESHOLD``). Both operators are
+first checked to give the same outputs and gradients. Results and the analysis: docs/operator_benchmarks.md.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from typing import Callable
 
 import torch
 
-from pointcoc.bench import (
+from pointcoc.cluster.op import ClusterResult, context_cluster
+from pointcoc.cluster.reference import context_cluster_naive
+from pointcoc.utils.measure import (
     CLEAR_REFS,
     MIB,
     MMAP_THRESHOLD_ENV,
@@ -36,8 +38,6 @@ from pointcoc.bench import (
     machine_info,
     rss_growth,
 )
-from pointcoc.cluster.op import ClusterResult, context_cluster
-from pointcoc.cluster.reference import context_cluster_naive
 
 ClusterOp = Callable[..., ClusterResult]
 
@@ -124,7 +124,8 @@ def check_agreement(shape: Shape) -> dict[str, float | bool]:
 
 
 def time_steps(shape: Shape, warmup: int, repeats: int) -> dict[str, list[float]]:
-    """Per-step wall times in ms, implementations interleaved (:func:`pointcoc.bench.interleaved_times`)."""
+    """Per-step wall times in ms, implementations interleaved
+    (:func:`pointcoc.utils.measure.interleaved_times`)."""
     inputs, grad_output = make_inputs(shape)
     steps = {name: (lambda op=op: step(op, inputs, grad_output)) for name, op in IMPLS.items()}
     times = interleaved_times(steps, warmup, repeats)

@@ -24,10 +24,11 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.model_bench import benchmark_model
 from benchmarks.models_vs_naive import compare_model
-from pointcoc.bench import MIB, benchmark_model, describe_machine, interleaved_times, machine_info
-from pointcoc.ops import _backend, farthest_point_sample
+from pointcoc.ops import backends, farthest_point_sample
 from pointcoc.ops.reference import farthest_point_sample_official
+from pointcoc.utils.measure import MIB, describe_machine, interleaved_times, machine_info
 
 FPS_SHAPES = [(32, 1024, 3, 512), (8, 8192, 3, 2048), (2, 100_000, 3, 4096), (32, 3136, 5, 64)]
 COC_TINY_INFER_TARGET = 5000.0  # images/s, bf16, batch 128, H100
@@ -40,7 +41,7 @@ def fps_table(device: torch.device) -> list[str]:
         "torch loop (ours)": lambda p, s: farthest_point_sample(p, s, backend="torch"),
         "official loop": farthest_point_sample_official,
     }
-    if _backend.pytorch3d_ops() is not None:
+    if backends.pytorch3d_ops() is not None:
         impls["pytorch3d"] = lambda p, s: farthest_point_sample(p, s, backend="pytorch3d")
     lines = [
         "| points [B, N, D] -> samples | " + " | ".join(f"{name} ms" for name in impls) + " | same indices |"
@@ -113,11 +114,11 @@ def main() -> int:
     if not torch.cuda.is_available():
         parser.error("no CUDA device: this suite measures GPU figures only")
     device = torch.device("cuda")
-    triton = "absent" if _backend.triton_fps() is None else metadata.version("triton")
+    triton = "absent" if backends.triton_fps() is None else metadata.version("triton")
     info = machine_info(device)
     out = [
         f"Machine: {describe_machine(info)}; triton {triton}; "
-        f"pytorch3d {'absent' if _backend.pytorch3d_ops() is None else 'present'}",
+        f"pytorch3d {'absent' if backends.pytorch3d_ops() is None else 'present'}",
         "",
         "FPS, median of 10 calls after 2 warm-up (interleaved):",
         "",

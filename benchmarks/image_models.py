@@ -1,8 +1,8 @@
 """Training-step time and peak memory of whole image models: our context-cluster operator vs the naive one.
 
 The naive operator (:func:`pointcoc.cluster.reference.context_cluster_naive`, the official formulation with
-``[B, M, N, D]`` products) is swapped in by rebinding the name ``context_cluster`` that
-``pointcoc.layers.cluster_mixers`` calls; nothing else changes, weights and inputs included.
+``[B, M, N, D]`` products) is set as every cluster mixer's ``cluster_op``
+(:func:`benchmarks.models_vs_naive.naive_ops`); nothing else changes, weights and inputs included.
 
 A training step is ``zero_grad`` + forward + cross-entropy + backward (``train``); an inference step is a
 forward in eval mode under ``torch.no_grad`` (``infer``). CPU, float32. Every measurement runs in its own
@@ -26,6 +26,7 @@ Usage: ``python benchmarks/image_models.py [--models coc_tiny coc_tiny_plain] [-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -42,19 +43,24 @@ OPERATORS = ("ours", "naive")
 
 def worker(model_name: str, operator: str, mode: str, kind: str, args: argparse.Namespace) -> dict:
     import torch
-    import torch.nn.functional as F
 
     import pointcoc
-    import pointcoc.layers.cluster_mixers as mixers
-    from pointcoc.bench import MIB, rss_growth
-    from pointcoc.cluster.reference import context_cluster_naive
+    from benchmarks.models_vs_naive import naive_ops
 
     torch.set_num_threads(args.threads)
-    if operator == "naive":
-        mixers.context_cluster = context_cluster_naive
     torch.manual_seed(0)
     model = pointcoc.create_model(model_name).train(mode == "train")
     model.set_grad_checkpointing(bool(args.grad_checkpointing))
+    with naive_ops(model) if operator == "naive" else contextlib.nullcontext():
+        return _measure_steps(model, mode, kind, args)
+
+
+def _measure_steps(model, mode: str, kind: str, args: argparse.Namespace) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    from pointcoc.utils.measure import MIB, rss_growth
+
     images = torch.randn(args.batch, 3, args.size, args.size)
     labels = torch.randint(0, 1000, (args.batch,))
 
@@ -83,7 +89,7 @@ def worker(model_name: str, operator: str, mode: str, kind: str, args: argparse.
 def measure(model_name: str, operator: str, mode: str, kind: str, args: argparse.Namespace) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     if kind == "memory":
-        from pointcoc.bench import MMAP_THRESHOLD_ENV
+        from pointcoc.utils.measure import MMAP_THRESHOLD_ENV
 
         env.update(MMAP_THRESHOLD_ENV)
     settings = {

@@ -7,18 +7,18 @@ Run from the repository root::
         [--point-batch 16] [--image-batch 8] [--points 1024] [--size 224] [--threads 2]
         [--warmup 1] [--repeats 5] [--device cpu|cuda] [--profile] [--json PATH]
 
-"naive" runs the same model object, weights, optimiser and inputs with two names rebound for the duration
-of its steps: ``context_cluster`` in :mod:`pointcoc.layers.cluster_mixers` becomes
+"naive" runs the same model object, weights, optimiser and inputs with its operators swapped through their
+public attributes for the duration of its steps: every cluster mixer's ``cluster_op`` becomes
 :func:`pointcoc.cluster.reference.context_cluster_naive` (the official formula, ``[B, M, N, E]``
-products) and ``farthest_point_sample`` in :mod:`pointcoc.models.pointmlp` and
-:mod:`pointcoc.models.pointset_coc` becomes
+products) and every sampling module's ``fps_op`` (PointMLP's groupers, the point-set CoC) becomes
 :func:`pointcoc.ops.reference.farthest_point_sample_official` (the official loop; image models have no
 FPS). A step is ``zero_grad`` + forward + cross-entropy + backward + optimiser step
-(:func:`pointcoc.bench.make_train_step`). The two variants alternate step by step, so background load
+(:func:`pointcoc.utils.measure.make_train_step`). The two variants alternate step by step, so background load
 hits both alike; the speed-up is reported from the medians and from the mins (the least disturbed
 estimate on a shared machine). Before timing, both variants run one eval forward to show that they
 compute the same logits. ``--profile`` prints where one step of each variant spends its time
-(FPS, kNN, gathers, the cluster operator, backward, the rest), from ``torch.profiler``.
+(FPS, kNN, gathers, the cluster operator, backward, the rest), from ``torch.profiler``, with the forward
+calls of those functions labelled from Python's profiling hook (:func:`sys.setprofile`).
 Results: docs/benchmarks.md.
 """
 
@@ -30,54 +30,68 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import inspect  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
-from contextlib import ExitStack, contextmanager  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
-from unittest import mock  # noqa: E402
+from types import CodeType  # noqa: E402
 
 import torch  # noqa: E402
 
 import pointcoc  # noqa: E402
-import pointcoc.layers.cluster_mixers as mixers  # noqa: E402
-import pointcoc.models.pointmlp as pointmlp  # noqa: E402
-import pointcoc.models.pointset_coc as pointset_coc  # noqa: E402
-from pointcoc.bench import (  # noqa: E402
+from benchmarks.model_bench import declared_kind, default_optimizer, example_batch  # noqa: E402
+from pointcoc.cluster import context_cluster  # noqa: E402
+from pointcoc.cluster.reference import context_cluster_naive  # noqa: E402
+from pointcoc.layers import ClusterMixer  # noqa: E402
+from pointcoc.ops import farthest_point_sample, gather_points, knn_points  # noqa: E402
+from pointcoc.ops.reference import farthest_point_sample_official  # noqa: E402
+from pointcoc.utils.measure import (  # noqa: E402
     OthersCpuMeter,
-    default_optimizer,
     describe_machine,
     interleaved_times,
-    is_point_model,
     machine_info,
     make_train_step,
 )
-from pointcoc.cluster.reference import context_cluster_naive  # noqa: E402
-from pointcoc.ops import farthest_point_sample  # noqa: E402
-from pointcoc.ops.reference import farthest_point_sample_official  # noqa: E402
 
 SPEEDUP_TARGET = 1.5  # naive step time / our step time, issue #8
 VARIANTS = ("ours", "naive")
-POINT_FAMILIES = (pointmlp, pointset_coc)  # the model modules that call FPS, kNN and gathers
+
+
+def official_fps(points: torch.Tensor, num_samples: int, skip_near_origin: bool = False) -> torch.Tensor:
+    """The official pure-torch FPS loop in :func:`pointcoc.ops.farthest_point_sample`'s form. That loop
+    chooses near-origin points like any other, so a model sampling as the CUDA kernel does is refused."""
+    if skip_near_origin:
+        raise ValueError(
+            "the official torch FPS loop has no skip_near_origin; benchmark a model built without "
+            "fps_skip_near_origin"
+        )
+    return farthest_point_sample_official(points, num_samples)
 
 
 @contextmanager
-def naive_path():
-    """The official operator and FPS loop in place of ours, for the steps run inside."""
-    with ExitStack() as stack:
-        stack.enter_context(mock.patch.object(mixers, "context_cluster", context_cluster_naive))
-        for family in POINT_FAMILIES:
-            stack.enter_context(
-                mock.patch.object(family, "farthest_point_sample", farthest_point_sample_official)
-            )
+def naive_ops(model: torch.nn.Module) -> Iterator[None]:
+    """The official operator and FPS loop in place of ours in ``model``, for the steps run inside: set
+    through the mixers' ``cluster_op`` and the sampling modules' ``fps_op``, restored afterwards."""
+    swaps = [(m, "cluster_op", context_cluster_naive) for m in model.modules() if isinstance(m, ClusterMixer)]
+    swaps += [(m, "fps_op", official_fps) for m in model.modules() if hasattr(m, "fps_op")]
+    previous = [getattr(m, attr) for m, attr, _ in swaps]
+    try:
+        for m, attr, op in swaps:
+            setattr(m, attr, op)
         yield
+    finally:
+        for (m, attr, _), op in zip(swaps, previous):
+            setattr(m, attr, op)
 
 
-def in_variant(variant: str, fn):
+def in_variant(variant: str, model: torch.nn.Module, fn: Callable[[], object]) -> Callable[[], object]:
     def run():
         if variant == "ours":
             return fn()
-        with naive_path():
+        with naive_ops(model):
             return fn()
 
     return run
@@ -88,42 +102,54 @@ def logits_agreement(model: torch.nn.Module, inputs: torch.Tensor) -> float:
     model.eval()
     with torch.no_grad():
         ours = model(inputs)
-        with naive_path():
+        with naive_ops(model):
             naive = model(inputs)
     return (ours - naive).abs().max().item()
 
 
-# Forward calls labelled in the profile: (module, name it is called by, label).
-PROFILED = (
-    *((family, "farthest_point_sample", "FPS") for family in POINT_FAMILIES),
-    *((family, "knn_points", "kNN") for family in POINT_FAMILIES),
-    *((family, "gather_points", "gather") for family in (*POINT_FAMILIES, mixers)),
-    (mixers, "context_cluster", "cluster operator"),
-)
+# Forward calls labelled in the profile, ours and the naive ones: function -> label.
+PROFILED = {
+    farthest_point_sample: "FPS",
+    official_fps: "FPS",
+    knn_points: "kNN",
+    gather_points: "gather",
+    context_cluster: "cluster operator",
+    context_cluster_naive: "cluster operator",
+}
+LABELS = list(dict.fromkeys(PROFILED.values()))
 
 
-def _labelled(fn, label: str):
-    def call(*args, **kwargs):
-        with torch.profiler.record_function(label):
-            return fn(*args, **kwargs)
+@contextmanager
+def labelled_calls(labels: dict[CodeType, str]) -> Iterator[None]:
+    """Wrap every Python call of the given code objects in a ``torch.profiler.record_function`` of its label,
+    from the interpreter's profiling hook: the functions themselves and the modules calling them are left as
+    they are."""
+    open_calls: list[tuple[object, torch.profiler.record_function]] = []
 
-    return call
+    def hook(frame, event, arg) -> None:
+        if event == "call" and frame.f_code in labels:
+            record = torch.profiler.record_function(labels[frame.f_code])
+            record.__enter__()
+            open_calls.append((frame, record))
+        elif event == "return" and open_calls and open_calls[-1][0] is frame:
+            open_calls.pop()[1].__exit__(None, None, None)
+
+    previous = sys.getprofile()
+    sys.setprofile(hook)
+    try:
+        yield
+    finally:
+        sys.setprofile(previous)
 
 
-def profile_breakdown(step) -> dict[str, float]:
-    """Seconds of one call of ``step`` by component: the labelled forward calls, backward, the rest.
-
-    The functions in ``PROFILED`` are wrapped as they are bound when ``step`` runs (ours or the naive
-    ones), so call it inside the variant.
-    """
-    with ExitStack() as stack:
-        for module, attr, label in PROFILED:
-            stack.enter_context(mock.patch.object(module, attr, _labelled(getattr(module, attr), label)))
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-            with torch.profiler.record_function("step"):
-                step()
+def profile_breakdown(step: Callable[[], object]) -> dict[str, float]:
+    """Seconds of one call of ``step`` by component: the labelled forward calls, backward, the rest."""
+    codes = {inspect.unwrap(fn).__code__: label for fn, label in PROFILED.items()}
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        with labelled_calls(codes), torch.profiler.record_function("step"):
+            step()
     totals = {e.key: e.cpu_time_total / 1e6 for e in prof.key_averages()}
-    parts = {label: totals.get(label, 0.0) for _, _, label in PROFILED}
+    parts = {label: totals.get(label, 0.0) for label in LABELS}
     parts["backward (all)"] = sum(t for k, t in totals.items() if k.startswith("autograd::engine::evaluate"))
     parts["rest: layers' forward, loss, optimizer"] = totals["step"] - sum(parts.values())
     parts["step"] = totals["step"]
@@ -151,18 +177,21 @@ def compare_model(
 ) -> dict[str, object]:
     """Training-step times of both variants of one model (and, for point models, of their first FPS)."""
     dev = torch.device(device)
-    point = is_point_model(name)
     torch.manual_seed(0)
-    model = pointcoc.create_model(name, **({"num_points": points} if point else {}))
-    inputs = (model.example_input(batch) if point else model.example_input(batch, size=size)).to(dev)
+    model = pointcoc.create_model(name)
+    point = model.model_cfg.is_points
+    if point and points != model.model_cfg.num_points:
+        torch.manual_seed(0)
+        model = pointcoc.create_model(name, num_points=points)
+    inputs = example_batch(model, batch, size).to(dev)
     model = model.to(dev)
     labels = torch.randint(0, model.num_classes, (batch,), device=dev)
     diff = logits_agreement(model, inputs)
-    step = make_train_step(model, inputs, labels, default_optimizer(model, point))
-    steps = {variant: in_variant(variant, step) for variant in VARIANTS}
+    step = make_train_step(model, inputs, labels, default_optimizer(model))
+    steps = {variant: in_variant(variant, model, step) for variant in VARIANTS}
     if profile:
         steps[VARIANTS[0]]()  # warm-up outside the profile
-        print_breakdown(name, {v: in_variant(v, lambda: profile_breakdown(step))() for v in VARIANTS})
+        print_breakdown(name, {v: in_variant(v, model, lambda: profile_breakdown(step))() for v in VARIANTS})
     times = interleaved_times(steps, warmup, repeats, dev)
     row: dict[str, object] = {"model": name, "batch": batch, "input": list(inputs.shape), "logits_diff": diff}
     for variant in VARIANTS:
@@ -171,7 +200,7 @@ def compare_model(
     row["speedup_median"] = row["naive"]["median"] / row["ours"]["median"]
     row["speedup_min"] = row["naive"]["min"] / row["ours"]["min"]
     if point:  # the FPS of the first stage alone, same interleaving
-        samples = model.stage_samples[0] if isinstance(model, pointmlp.PointMLP) else model.centers[0]
+        samples = model.stage_samples[0] if hasattr(model, "stage_samples") else model.centers[0]
         fps = interleaved_times(
             {"ours": lambda: farthest_point_sample(inputs, samples),
              "naive": lambda: farthest_point_sample_official(inputs, samples)},
@@ -234,10 +263,11 @@ def main() -> int:
     print(f"{describe_machine(info)}; float32 {args.device}; {args.warmup} warm-up + {args.repeats} "
           "timed steps each, ours/naive alternating")  # fmt: skip
     meter = OthersCpuMeter()
+    batches = {"points": args.point_batch, "image": args.image_batch}
     rows = [
         compare_model(
-            name, args.point_batch if is_point_model(name) else args.image_batch, args.device, args.points,
-            args.size, args.warmup, args.repeats, args.profile,
+            name, batches[declared_kind(name)], args.device, args.points, args.size, args.warmup,
+            args.repeats, args.profile,
         )
         for name in args.models
     ]  # fmt: skip

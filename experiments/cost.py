@@ -12,12 +12,12 @@ from typing import Any
 
 import torch
 
-from pointcoc.bench import interleaved_times, make_infer_step
 from pointcoc.engine.build import build_model, resolve_device
 from pointcoc.engine.checkpoint import load_checkpoint
 from pointcoc.engine.config import RunConfig
 from pointcoc.engine.rundir import write_json
 from pointcoc.utils.flops import COUNTED, count_macs
+from pointcoc.utils.measure import interleaved_times, make_infer_step
 
 from .seeds import SeedRun, read_json
 

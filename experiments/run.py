@@ -9,7 +9,8 @@ python -m experiments.run TABLE [TABLE ...] [--seeds 0 1 2] [--rows ROW ...] [--
                                                               experiments/results/TABLE.{md,csv}
 python -m experiments.run TABLE --aggregate-only              only rewrite the results from the run folders
 python -m experiments.run --smoke [TABLE ...]                 every row end to end on tiny synthetic data,
-                                                              into a new temporary folder (what CI runs)
+                                                              into a new temporary folder, each run in this
+                                                              process (what CI runs)
 
 Runs live in OUT/<table>/<row>/seed<S>/ (official protocol: seed<S>-official/; OUT: --out, default
 runs/experiments). A finished seed is skipped, a
@@ -131,8 +132,8 @@ def run(args: argparse.Namespace, command: str) -> int:
         for row in rows[table.name]:
             mine = [r for r in runs if r.row.name == row.name]
             for r in [] if args.aggregate_only else mine:
-                if seeds.train(r) and r.wants_votes():
-                    seeds.vote(r)
+                if seeds.train(r, in_process=args.smoke) and r.wants_votes():
+                    seeds.vote(r, in_process=args.smoke)
             costs[row.name] = next((c for c in map(row_cost, mine) if c is not None), None)
             md, csv_path = aggregate.write(table, runs, costs, results, command)
         for r in runs:

@@ -8,15 +8,21 @@ with voting, ``votes/`` (a ``main.py test --votes`` run directory) and ``votes.l
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import shlex
 import subprocess
 import sys
 import time
+import traceback
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, TextIO
 
+import torch
 import yaml
 
 from pointcoc.engine.config import RESUMABLE_CHANGES, RunConfig, differences
@@ -138,8 +144,6 @@ def plan(
 def engine_command(config: RunConfig, args: list[str]) -> list[str]:
     """``main.py ARGS``, through torchrun with one process per GPU when the run is on CUDA and several are
     visible (the engine keeps the global batch, so the result does not depend on the GPU count)."""
-    import torch
-
     from pointcoc.engine.build import resolve_device
 
     device = resolve_device(config.device)
@@ -176,6 +180,61 @@ def launch(command: list[str], log: Path) -> tuple[int, str, float]:
     return proc.returncode, last, time.perf_counter() - start
 
 
+class _Tee:
+    """A text stream writing to a log file and echoing to another; it remembers the last non-blank line."""
+
+    def __init__(self, log: TextIO, echo: TextIO) -> None:
+        self.log, self.echo, self.tail = log, echo, ""
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        self.echo.write(text)
+        self.tail = (self.tail + text)[-4096:]
+        return len(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+        self.echo.flush()
+
+    @property
+    def last_line(self) -> str:
+        return next((line.strip() for line in reversed(self.tail.splitlines()) if line.strip()), "")
+
+
+@lru_cache(maxsize=1)
+def _main_module() -> ModuleType:
+    """``main.py``, loaded from its file (it is a script, not part of a package)."""
+    spec = importlib.util.spec_from_file_location("pointcoc_main", MAIN)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def launch_in_process(command: list[str], log: Path) -> tuple[int, str, float]:
+    """:func:`launch` without a new process: ``main.main`` runs a plain ``main.py`` command here, its output
+    echoed and appended to ``log`` alike, a traceback included. For ``--smoke``, whose runs are tiny: starting
+    Python and torch again for each of them costs more than the run. The torch thread count a run sets is
+    restored afterwards."""
+    if command[:2] != [sys.executable, str(MAIN)]:
+        raise ValueError(f"only a plain main.py command runs in this process, not: {shlex.join(command)}")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print("$ " + shlex.join(command), flush=True)
+    threads, start = torch.get_num_threads(), time.perf_counter()
+    with open(log, "a") as f:
+        f.write("$ " + shlex.join(command) + "\n")
+        out = _Tee(f, sys.stdout)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            try:
+                code = _main_module().main(command[2:])
+            except SystemExit as exc:  # argparse refusing the arguments
+                code = exc.code if isinstance(exc.code, int) else 1
+            except Exception:  # as a crashed process would: the traceback ends the output
+                traceback.print_exc()
+                code = 1
+    torch.set_num_threads(threads)
+    return code, out.last_line, time.perf_counter() - start
+
+
 def _record(run: SeedRun, stage: str, command: list[str], result: tuple[int, str, float]) -> None:
     status = run.status()
     status[stage] = {
@@ -188,9 +247,10 @@ def _record(run: SeedRun, stage: str, command: list[str], result: tuple[int, str
     write_json(status, run.path / "status.json")
 
 
-def train(run: SeedRun) -> bool:
+def train(run: SeedRun, in_process: bool = False) -> bool:
     """Train the seed unless it has finished; resume it when a killed run left checkpoint_last.pt.
-    Returns whether it has finished. A failure is recorded in status.json, not raised."""
+    Returns whether it has finished. A failure is recorded in status.json, not raised. ``in_process``:
+    through :func:`launch_in_process` instead of a new process."""
     if run.metrics() is not None:
         run.check_config()
         print(f"[{run.table.name}/{run.row.name}/seed{run.seed}] finished: skipped", flush=True)
@@ -202,14 +262,14 @@ def train(run: SeedRun) -> bool:
     args = ["train", "--config", str(run.row.config), "--out", str(run.path), "--set", *sets]
     command = engine_command(run.config, args + (["--resume"] if resume else []))
     # not train.log: the engine keeps that one in the run folder itself
-    result = launch(command, run.path / "launch.log")
+    result = (launch_in_process if in_process else launch)(command, run.path / "launch.log")
     if result[0] == 0 and run.metrics() is None:
         result = (1, f"exit 0 but {run.path / 'metrics.json'} is missing or incomplete", result[2])
     _record(run, "train", command, result)
     return result[0] == 0
 
 
-def vote(run: SeedRun) -> bool:
+def vote(run: SeedRun, in_process: bool = False) -> bool:
     """``main.py test --votes N`` on the best-on-validation checkpoint, unless done. Returns success."""
     if run.votes() is not None:
         return True
@@ -229,7 +289,7 @@ def vote(run: SeedRun) -> bool:
         *sets,
     ]
     command = engine_command(run.config, args)
-    result = launch(command, run.path / "votes.log")
+    result = (launch_in_process if in_process else launch)(command, run.path / "votes.log")
     if result[0] == 0 and run.votes() is None:
         result = (1, f"exit 0 but {run.votes_path / 'metrics.json'} has no test_votes", result[2])
     _record(run, "votes", command, result)

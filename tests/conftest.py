@@ -1,10 +1,16 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-import pytest
-import torch
+# As in main.py: OpenMP threads that busy-wait collapse when other processes share the cores (measured at
+# load average 7 on 2 cores: test_bench's point-model test took 52 s instead of 3.7 s). Must precede the
+# first import of torch; the tests' subprocesses inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FIXTURES = SHARED / "fixtures" / "official"

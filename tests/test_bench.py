@@ -1,5 +1,6 @@
-"""``main.py bench`` and the measuring helpers in :mod:`pointcoc.bench`: output format and correctness only
-(speed itself is shown by the benchmark scripts, never asserted here)."""
+"""``main.py bench`` (:mod:`benchmarks.model_bench`), the measuring helpers in :mod:`pointcoc.utils.measure`
+and the benchmarks' operator swap: output format and correctness only (speed itself is shown by the benchmark
+scripts, never asserted here)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ import torch
 
 import main
 import pointcoc
-from pointcoc import bench
+from benchmarks.model_bench import default_optimizer
+from benchmarks.models_vs_naive import VARIANTS, in_variant, naive_ops, official_fps, profile_breakdown
+from pointcoc.cluster import context_cluster
+from pointcoc.cluster.reference import context_cluster_naive
+from pointcoc.layers import ClusterMixer
+from pointcoc.ops import farthest_point_sample
+from pointcoc.utils import measure
 from pointcoc.utils.flops import count_macs
 
 LINE = re.compile(r"^(\S+)\s+(.*)$")
@@ -39,7 +46,7 @@ def test_bench_point_model_reports_every_field(capsys):
     assert fields["MACs"].startswith(f"{macs:,} ")
     assert "torch threads" in fields["machine"] and torch.__version__ in fields["machine"]
     assert fields["train"].endswith("[forward + backward + optimizer step]")
-    if bench.CLEAR_REFS.exists():  # Linux: both peaks measured, the training step's the larger
+    if measure.CLEAR_REFS.exists():  # Linux: both peaks measured, the training step's the larger
         infer, train = (
             float(PEAK.match(fields[k]).group(1).replace(",", "")) for k in ("peak_infer", "peak_train")
         )
@@ -93,7 +100,7 @@ def test_bench_cuda_without_cuda_is_an_error(capsys):
 
 def test_interleaved_times_alternate_and_count():
     calls: list[str] = []
-    times = bench.interleaved_times({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 1, 4)
+    times = measure.interleaved_times({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 1, 4)
     assert calls == ["a", "b", "a", "b", "b", "a", "a", "b", "b", "a"]
     assert [len(t) for t in times.values()] == [4, 4] and min(min(t) for t in times.values()) >= 0
 
@@ -102,25 +109,60 @@ def test_train_step_updates_weights_and_infer_step_does_not():
     model = pointcoc.create_model("pointmlp_elite", num_points=256)
     x, y = model.example_input(2), torch.tensor([0, 1])
     before = [p.detach().clone() for p in model.parameters()]
-    bench.make_infer_step(model, x)()
+    measure.make_infer_step(model, x)()
     assert all(torch.equal(a, p) for a, p in zip(before, model.parameters()))
-    loss = bench.make_train_step(model, x, y, bench.default_optimizer(model, point_model=True))()
+    loss = measure.make_train_step(model, x, y, default_optimizer(model))()
     assert torch.isfinite(loss) and model.training
     assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
 
 
-@pytest.mark.skipif(not bench.CLEAR_REFS.exists(), reason="needs /proc/self/clear_refs (Linux)")
+@pytest.mark.skipif(not measure.CLEAR_REFS.exists(), reason="needs /proc/self/clear_refs (Linux)")
 def test_rss_growth_sees_a_step_allocation():
-    assert bench.fix_mmap_threshold()
-    growth = bench.rss_growth(lambda: torch.ones(16 * 1024 * 1024).sum())  # 64 MiB, freed at once
-    assert growth is not None and 60 * bench.MIB <= growth < 200 * bench.MIB
+    assert measure.fix_mmap_threshold()
+    growth = measure.rss_growth(lambda: torch.ones(16 * 1024 * 1024).sum())  # 64 MiB, freed at once
+    assert growth is not None and 60 * measure.MIB <= growth < 200 * measure.MIB
 
 
 def test_tensor_bytes_counts_shared_storage_once():
     t = torch.zeros(1000)
-    assert bench.tensor_bytes([t, t[:10], t.view(10, 100)]) == 4000
+    assert measure.tensor_bytes([t, t[:10], t.view(10, 100)]) == 4000
 
 
 def test_machine_description_names_cpu_and_torch():
-    text = bench.describe_machine(bench.machine_info("cpu"))
+    text = measure.describe_machine(measure.machine_info("cpu"))
     assert f"torch {torch.__version__}" in text and "CPUs" in text and "GPU" not in text
+
+
+def _ops(model: torch.nn.Module) -> list[object]:
+    mixers = [m.cluster_op for m in model.modules() if isinstance(m, ClusterMixer)]
+    return mixers + [m.fps_op for m in model.modules() if hasattr(m, "fps_op")]
+
+
+@pytest.mark.parametrize("name", ["pointmlp_coc_elite", "pointset_coc_vanilla"])
+def test_naive_ops_swap_every_operator_through_its_attribute_and_restore_it(name):
+    model = pointcoc.create_model(name, num_points=256).eval()
+    ours = _ops(model)
+    assert context_cluster in ours and farthest_point_sample in ours and len(ours) >= 3
+    x = model.example_input(2)
+    with torch.no_grad():
+        expected = model(x)
+        with naive_ops(model):
+            assert set(_ops(model)) == {context_cluster_naive, official_fps}
+            naive = model(x)
+    assert _ops(model) == ours
+    torch.testing.assert_close(naive, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_official_fps_refuses_the_kernel_skip_it_does_not_have():
+    with pytest.raises(ValueError, match="has no skip_near_origin"):
+        official_fps(torch.rand(1, 8, 3), 2, skip_near_origin=True)
+
+
+def test_profile_labels_every_operator_of_both_variants():
+    model = pointcoc.create_model("pointset_coc_vanilla", num_points=128)
+    x, y = model.example_input(2), torch.tensor([0, 1])
+    step = measure.make_train_step(model, x, y, default_optimizer(model))
+    for variant in VARIANTS:
+        parts = in_variant(variant, model, lambda: profile_breakdown(step))()
+        for label in ("FPS", "kNN", "gather", "cluster operator", "backward (all)"):
+            assert 0 < parts[label] < parts["step"], (variant, label)

@@ -86,7 +86,7 @@ class Started(BaseException):
     """Training reached its first loss: the input was accepted through config, data, model and forward."""
 
 
-def _stop_at_loss(logits, targets):
+def _stop_at_loss(logits, targets, weight=None):
     raise Started
 
 

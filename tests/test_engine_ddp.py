@@ -1,6 +1,7 @@
+"""Two gloo processes, started as torchrun starts workers, train to what one process trains."""
+
 import json
 import os
-import socket
 
 import torch
 import torch.multiprocessing as mp
@@ -13,16 +14,22 @@ from pointcoc.engine.trainer import train
 from pointcoc.utils.constants import IMAGENET_MEAN
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _store() -> torch.distributed.TCPStore:
+    """The rendezvous store, hosted here as torchrun's agent hosts it: it listens before the workers start,
+    on a port the kernel picked (port 0). No port is chosen, released and bound again later by a worker,
+    which another process could take in between (a minute or more under load, while the workers import)."""
+    return torch.distributed.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
+
+
+def _join(rank: int, world: int, port: int) -> None:
+    """The environment torchrun gives a worker: every rank joins the agent's store as a client."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), TORCHELASTIC_USE_AGENT_STORE="True")  # fmt: skip
+    torch.set_num_threads(1)
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))  # fmt: skip
-    torch.set_num_threads(1)
+    _join(rank, world, port)
     try:
         train(tiny_image_config(), out)
     finally:
@@ -31,7 +38,8 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
 
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_path):
     one = train(tiny_image_config(), tmp_path / "one")
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path / "two")), nprocs=2, join=True)
+    store = _store()
+    mp.spawn(_worker, args=(2, store.port, str(tmp_path / "two")), nprocs=2, join=True)
     a = load_checkpoint(tmp_path / "one" / "checkpoint_last.pt")
     b = load_checkpoint(tmp_path / "two" / "checkpoint_last.pt")
     assert abs(a["history"][0]["loss"] - b["history"][0]["loss"]) < 1e-5  # the loss reduced across ranks
@@ -63,9 +71,7 @@ def _batch() -> torch.Tensor:
 def _sync_bn_worker(rank: int, world: int, port: int, out: str) -> None:
     """On two gloo processes: a float64 forward / backward of the converted model on half of one batch each,
     then two training runs of the BatchNorm point model, runtime.sync_bn auto and false."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))  # fmt: skip
-    torch.set_num_threads(1)
+    _join(rank, world, port)
     torch.distributed.init_process_group("gloo")
     try:
         model = convert_sync_bn(_tiny_elite().double(), torch.device("cpu")).train()
@@ -92,7 +98,8 @@ SYNC_BN_RUN = ("train.epochs=1", "train.batch_size=12", "data.augment=false")
 
 def test_sync_bn_on_two_gloo_processes_normalises_over_the_global_batch(tmp_path):
     (tmp_path / "two").mkdir()
-    mp.spawn(_sync_bn_worker, args=(2, _free_port(), str(tmp_path / "two")), nprocs=2, join=True)
+    store = _store()
+    mp.spawn(_sync_bn_worker, args=(2, store.port, str(tmp_path / "two")), nprocs=2, join=True)
 
     # the module: half a batch on each process = the whole batch on one, outputs and summed gradients
     model = _tiny_elite().double().train()

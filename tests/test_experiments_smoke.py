@@ -1,14 +1,40 @@
 """`python -m experiments.run --smoke`: every row of every table trained, voted and aggregated end to end on
-tiny synthetic data, through the real `main.py` processes (what keeps the tables from silently breaking)."""
+tiny synthetic data, through the real `main.py` commands, run in this process (what keeps the tables from
+silently breaking); and both launchers record what a run printed last and how it ended."""
 
 import csv
 import json
+import sys
 
 import pytest
+import torch
 
+from experiments import seeds
 from experiments.aggregate import _slug
 from experiments.run import main
 from experiments.tables import load_table, table_names
+
+
+def test_launch_runs_the_command_and_records_its_exit_code_and_last_line(tmp_path, capsys):
+    log = tmp_path / "logs" / "run.log"
+    code, last, seconds = seeds.launch([sys.executable, "-c", "print('first'); print('last'); exit(3)"], log)
+    assert (code, last) == (3, "last") and seconds > 0
+    assert log.read_text().splitlines()[1:] == ["first", "last"] and "last" in capsys.readouterr().out
+
+
+def test_launch_in_process_records_errors_and_crashes_like_a_process(tmp_path):
+    main_py = [sys.executable, str(seeds.MAIN)]
+    threads = torch.get_num_threads()
+    code, last, _ = seeds.launch_in_process([*main_py, "info", "--model", "nope"], tmp_path / "a.log")
+    assert code == 2 and last.startswith("error: unknown model 'nope'")
+    code, last, _ = seeds.launch_in_process([*main_py, "info"], tmp_path / "b.log")  # argparse: --model
+    assert code == 2 and "--model" in last
+    code, last, _ = seeds.launch_in_process([*main_py, "info", "--model", "pointnet", "--num-classes", "-1"],
+                                            tmp_path / "c.log")  # fmt: skip
+    assert code == 1 and last.startswith("RuntimeError: ") and "Traceback" in (tmp_path / "c.log").read_text()
+    assert torch.get_num_threads() == threads
+    with pytest.raises(ValueError, match="only a plain main.py command"):
+        seeds.launch_in_process(["torchrun", str(seeds.MAIN), "train"], tmp_path / "d.log")
 
 
 @pytest.mark.slow

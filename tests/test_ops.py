@@ -4,7 +4,7 @@ import types
 import pytest
 import torch
 
-from pointcoc.ops import _backend, farthest_point_sample, gather_points, knn_points, square_distance
+from pointcoc.ops import backends, farthest_point_sample, gather_points, knn_points, square_distance
 from pointcoc.ops.reference import farthest_point_sample_naive, gather_points_naive, knn_points_naive
 
 
@@ -70,9 +70,9 @@ def fake_pytorch3d(monkeypatch):
     ops = types.SimpleNamespace(sample_farthest_points=sample_farthest_points, knn_points=knn)
     monkeypatch.setitem(sys.modules, "pytorch3d", types.ModuleType("pytorch3d"))
     monkeypatch.setitem(sys.modules, "pytorch3d.ops", ops)
-    _backend.pytorch3d_ops.cache_clear()
+    backends.pytorch3d_ops.cache_clear()
     yield calls
-    _backend.pytorch3d_ops.cache_clear()
+    backends.pytorch3d_ops.cache_clear()
 
 
 def test_auto_backend_uses_pytorch3d_when_importable(fake_pytorch3d):
@@ -85,14 +85,14 @@ def test_auto_backend_uses_pytorch3d_when_importable(fake_pytorch3d):
 
 
 def test_explicit_pytorch3d_backend_without_pytorch3d(monkeypatch):
-    monkeypatch.setattr(_backend, "pytorch3d_ops", lambda: None)
+    monkeypatch.setattr(backends, "pytorch3d_ops", lambda: None)
     with pytest.raises(ValueError, match="pytorch3d is not importable"):
         farthest_point_sample(torch.rand(1, 8, 3), 2, backend="pytorch3d")
     with pytest.raises(ValueError, match="backend must be one of"):
         knn_points(torch.rand(1, 2, 3), torch.rand(1, 8, 3), 2, backend="cuda")
 
 
-@pytest.mark.skipif(_backend.pytorch3d_ops() is None, reason="pytorch3d not installed")
+@pytest.mark.skipif(backends.pytorch3d_ops() is None, reason="pytorch3d not installed")
 def test_pytorch3d_agrees_with_torch_path():
     pts = torch.rand(4, 500, 3)
     assert torch.equal(farthest_point_sample(pts, 64, "pytorch3d"), farthest_point_sample(pts, 64, "torch"))

@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from pointcoc.ops import _backend, farthest_point_sample, gather_points, knn_points
+from pointcoc.ops import backends, farthest_point_sample, gather_points, knn_points
 from pointcoc.ops.reference import farthest_point_sample_naive, farthest_point_sample_official
 
 REPO = Path(__file__).resolve().parents[1]
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 needs_cuda_triton = pytest.mark.skipif(
-    not (torch.cuda.is_available() and _backend.triton_fps() is not None), reason="needs CUDA and triton"
+    not (torch.cuda.is_available() and backends.triton_fps() is not None), reason="needs CUDA and triton"
 )
 
 # (batch, points, dims, samples); the 3000-point clouds exceed the kernel's register tile and take its
@@ -87,14 +87,14 @@ def test_torch_path_handles_noncontiguous_and_one_sample():
 
 
 def test_auto_backend_keeps_cpu_tensors_off_triton(monkeypatch):
-    monkeypatch.setattr(_backend, "pytorch3d_ops", lambda: None)
-    assert _backend.fps_backend("auto", torch.rand(1, 8, 3)) == "torch"
+    monkeypatch.setattr(backends, "pytorch3d_ops", lambda: None)
+    assert backends.fps_backend("auto", torch.rand(1, 8, 3)) == "torch"
 
 
 def test_triton_backend_errors_name_the_problem(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     pts = torch.rand(1, 8, 3)
-    if _backend.triton_fps() is None:
+    if backends.triton_fps() is None:
         match = "triton is not importable"
     else:
         match = "needs CUDA tensors"
@@ -119,7 +119,7 @@ def test_gather_rejects_indices_outside_the_cloud(bad):
 )  # fmt: skip
 def test_triton_kernel_matches_reference_on_cuda(b, n, d, s):
     pts = torch.rand(b, n, d, device="cuda")
-    assert _backend.fps_backend("auto", pts) == "triton"
+    assert backends.fps_backend("auto", pts) == "triton"
     idx = farthest_point_sample(pts, s)
     assert idx.device.type == "cuda" and idx.dtype == torch.long and idx.shape == (b, s)
     assert torch.equal(idx, farthest_point_sample(pts, s, backend="torch"))

@@ -34,7 +34,11 @@ from pointcoc.viz.demo import CheckpointFolder, checkpoint_choices
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 POINTS = 256  # the demo's point checkpoint: stage 0 samples 128 anchors
-WAIT_MS = 180_000  # generous: on shared, loaded CPUs an upload or a forward can take long
+# Every wait is for an event (the server answering, a page element changing); these only bound them, and are
+# generous: on shared, loaded CPUs starting the server, an upload or a forward can take minutes. Playwright's
+# own default (30 s) applies to nothing here: browser launch, navigation and requests are all given this.
+WAIT_S = 600
+WAIT_MS = WAIT_S * 1000
 
 
 def test_checkpoint_folder_lists_and_opens_only_files_inside_it(tmp_path):
@@ -77,17 +81,50 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_for_server(url: str, server: subprocess.Popen, log: Path, seconds: float = 180.0) -> None:
-    deadline = time.monotonic() + seconds
+def _start_server(checkpoints: Path, log: Path, attempts: int = 3) -> tuple[subprocess.Popen, str]:
+    """``main.py demo`` on a free port, once it answers: (process, URL).
+
+    The port is free when picked but bound only after the server has imported torch and Gradio (a minute
+    under load), so another process may take it in between: then the server exits saying so, and it is
+    started again on another port."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    for _ in range(attempts):
+        port = _free_port()
+        with open(log, "w") as out:
+            server = subprocess.Popen(
+                [sys.executable, "main.py", "demo", "--checkpoints", str(checkpoints), "--port", str(port)],
+                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        url = f"http://127.0.0.1:{port}/"
+        if _answers(url, server):
+            return server, url
+        if "empty port" not in log.read_text():
+            break
+    pytest.fail(f"the demo exited with status {server.returncode}: {log.read_text()[-2000:]}")
+
+
+def _answers(url: str, server: subprocess.Popen) -> bool:
+    """Whether the server answers on ``url`` before it exits (polled; bounded by ``WAIT_S``)."""
+    deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            pytest.fail(f"the demo exited with status {server.returncode}: {log.read_text()[-2000:]}")
+            return False
         try:
             with urllib.request.urlopen(url, timeout=5):
-                return
-        except OSError:
+                return True
+        except OSError:  # not up yet (refused), or slow to answer: ask again until the deadline
             time.sleep(0.5)
-    pytest.fail(f"the demo did not answer on {url} within {seconds:.0f} s: {log.read_text()[-2000:]}")
+    server.kill()
+    pytest.fail(f"the demo did not answer on {url} within {WAIT_S} s")
+
+
+def _stop(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=WAIT_S)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
 
 
 def _picture(page) -> np.ndarray:
@@ -95,7 +132,7 @@ def _picture(page) -> np.ndarray:
     from PIL import Image
 
     src = page.get_attribute("#clusters img", "src")
-    return np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB"))
+    return np.asarray(Image.open(io.BytesIO(page.request.get(src, timeout=WAIT_MS).body())).convert("RGB"))
 
 
 def _palette_colours(picture: np.ndarray, palette: np.ndarray, min_pixels: int) -> int:
@@ -104,8 +141,16 @@ def _palette_colours(picture: np.ndarray, palette: np.ndarray, min_pixels: int) 
     return sum(int((flat == colour).all(axis=1).sum() >= min_pixels) for colour in palette)
 
 
-def _show(page, upload: Path, expect: str) -> None:
-    """Upload ``upload``, press the button, wait until the status line names ``expect``."""
+# The outputs of one click: the status line, the picture's source and the predictions' text.
+OUTPUTS = """() => [document.querySelector('#status')?.innerText ?? '',
+                   document.querySelector('#clusters img')?.getAttribute('src') ?? null,
+                   document.querySelector('#predictions')?.innerText ?? '']"""
+
+
+def _show(page, upload: Path, expect: str, new_picture: bool = True) -> None:
+    """Upload ``upload``, press the button, wait until the status line names ``expect`` and (unless an
+    error is expected) the picture and the predictions have both changed: Gradio renders the outputs of
+    one event separately, so the status alone does not say the others are this run's."""
     clear = page.locator("#upload button[aria-label=Clear]")
     if clear.count():
         clear.click()
@@ -115,9 +160,16 @@ def _show(page, upload: Path, expect: str) -> None:
         arg=upload.name,
         timeout=WAIT_MS,
     )
+    _, src, predictions = page.evaluate(OUTPUTS)
     page.click("#run")
     page.wait_for_function(
-        "t => (document.querySelector('#status')?.innerText ?? '').includes(t)", arg=expect, timeout=WAIT_MS
+        f"""([t, src, predictions, fresh]) => {{
+            const [status, nowSrc, nowPredictions] = ({OUTPUTS})();
+            return status.includes(t) && (!fresh || (nowSrc !== null && nowSrc !== src
+                                                     && nowPredictions !== predictions));
+        }}""",
+        arg=[expect, src, predictions, new_picture],
+        timeout=WAIT_MS,
     )
 
 
@@ -139,26 +191,20 @@ def test_demo_in_headless_chromium_shows_clusters_and_predictions(tmp_path):
     broken = tmp_path / "broken.ply"
     broken.write_text("ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nend_header\n1 2\n")
 
-    port, log = _free_port(), tmp_path / "demo.log"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     started = time.monotonic()
-    with open(log, "w") as out:
-        server = subprocess.Popen(
-            [sys.executable, "main.py", "demo", "--checkpoints", str(checkpoints), "--port", str(port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    server, url = _start_server(checkpoints, tmp_path / "demo.log")
     try:
-        url = f"http://127.0.0.1:{port}/"
-        _wait_for_server(url, server, log)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(
-                executable_path=str(CHROMIUM),
+                executable_path=str(CHROMIUM), timeout=WAIT_MS,
                 args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                       "--disable-component-update"],
             )  # fmt: skip
-            page = browser.new_page(viewport={"width": 1300, "height": 1100})
+            context = browser.new_context(viewport={"width": 1300, "height": 1100})
+            context.set_default_timeout(WAIT_MS)  # before the first page: navigation, clicks and reads
+            context.set_default_navigation_timeout(WAIT_MS)
+            page = context.new_page()
             page.goto(url)
-            page.set_default_timeout(WAIT_MS)  # clicks and reads too: CI machines can be busy
             page.wait_for_selector("#run")
 
             # 1. the photo with the image checkpoint (listed first), colours only (alpha 1)
@@ -183,19 +229,19 @@ def test_demo_in_headless_chromium_shows_clusters_and_predictions(tmp_path):
             assert _palette_colours(picture, cluster_colors(groups), min_pixels=4) > groups // 4
             predictions = page.inner_text("#predictions")
             assert sum(name in predictions for name in POINT_CLASSES) == 5
-            view = page.request.get(page.get_attribute("#view3d a", "href")).text()  # the 3D view, offered
+            link = page.get_attribute("#view3d a", "href")  # the 3D view, offered
+            view = page.request.get(link, timeout=WAIT_MS).text()
             assert '<canvas id="view"' in view and f"{groups} groups" in view
             page.screenshot(path=str(tmp_path / "demo-points.png"), full_page=True)
 
             # 3. a broken upload is reported in the page, and the app keeps answering
-            _show(page, broken, "error")
+            _show(page, broken, "error", new_picture=False)
             assert "broken.ply is not a readable PLY file" in page.inner_text("#status")
             _show(page, cloud, cloud.name)
             page.screenshot(path=str(tmp_path / "demo-after-error.png"), full_page=True)
             browser.close()
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        _stop(server)
         artefacts = os.environ.get("PYTEST_ARTIFACTS")
         if artefacts:
             Path(artefacts).mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,9 @@ class ClusterMixer(nn.Module):
     similarity, heads folded into the batch as ``(batch, head, region)``) in ``last_result`` for
     visualisation, without recomputing the clustering. ``aggregation`` is the operator's normaliser
     (``"similarity"`` or ``"count"``); it belongs to the weights, so loaders set it with the weights.
+
+    ``cluster_op`` is the operator the mixer calls: :func:`pointcoc.cluster.context_cluster`, or any function
+    of the same signature (benchmarks set :func:`pointcoc.cluster.reference.context_cluster_naive`).
     """
 
     def __init__(self, heads: int, head_dim: int, aggregation: Aggregation = "similarity") -> None:
@@ -49,9 +52,10 @@ class ClusterMixer(nn.Module):
         self.sim_beta = nn.Parameter(torch.zeros(1))
         self.record_assignment = False
         self.last_result: ClusterResult | None = None
+        self.cluster_op = context_cluster
 
     def cluster(self, points, values, centers, value_centers) -> torch.Tensor:
-        result = context_cluster(
+        result = self.cluster_op(
             points, values, centers, value_centers, self.sim_alpha, self.sim_beta, self.aggregation
         )
         if self.record_assignment:

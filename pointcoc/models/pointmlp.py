@@ -48,7 +48,8 @@ class LocalGrouper(nn.Module):
     Returns the anchors ``[B, S]`` and their kNN groups ``[B, S, K]`` (indices into the ``N`` points), and
     the grouped features ``[B, S, K, 2C (+3)]``: the normalised neighbours concatenated with the anchor's
     own features. ``fps_skip_near_origin``: sample anchors as pointnet2_ops' kernel does (see
-    :func:`pointcoc.ops.farthest_point_sample`).
+    :func:`pointcoc.ops.farthest_point_sample`). ``fps_op`` samples them: that function, or any function of
+    its ``(points, num_samples, skip_near_origin=...)`` form.
     """
 
     def __init__(
@@ -65,6 +66,7 @@ class LocalGrouper(nn.Module):
             raise ValueError(f"normalize must be 'center', 'anchor' or None, got {normalize!r}")
         self.samples, self.k, self.use_xyz, self.normalize = samples, k, use_xyz, normalize
         self.fps_skip_near_origin = fps_skip_near_origin
+        self.fps_op = farthest_point_sample
         if normalize is not None:
             width = channels + (3 if use_xyz else 0)
             self.affine_alpha = nn.Parameter(torch.ones(1, 1, 1, width))
@@ -73,7 +75,7 @@ class LocalGrouper(nn.Module):
     def forward(
         self, xyz: torch.Tensor, feats: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        anchor_idx = farthest_point_sample(xyz, self.samples, skip_near_origin=self.fps_skip_near_origin)
+        anchor_idx = self.fps_op(xyz, self.samples, skip_near_origin=self.fps_skip_near_origin)
         neighbours = knn_points(gather_points(xyz, anchor_idx), xyz, self.k)
         # With xyz, gather [feats, xyz] rows from one [B, N, C + 3] table: the concat is done once on the
         # N-point input instead of on the K-times larger grouped tensor.

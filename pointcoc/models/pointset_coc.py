@@ -15,7 +15,7 @@ Channels-last, as every point model here: pointwise layers are ``Linear``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -64,13 +64,15 @@ class SetClusterBlock(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-def spatial_groups(xyz: torch.Tensor, centers: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Farthest-point anchors ``[B, centers]`` and their groups ``[B, centers, N // centers]``: each anchor's
-    nearest points, itself included (indices into ``xyz``).
+def spatial_groups(
+    xyz: torch.Tensor, centers: int, fps: Callable[..., torch.Tensor] = farthest_point_sample
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Farthest-point anchors ``[B, centers]`` (sampled by ``fps``) and their groups ``[B, centers,
+    N // centers]``: each anchor's nearest points, itself included (indices into ``xyz``).
 
     The groups cover the cloud roughly evenly, as the image model's pooling windows tile the grid.
     """
-    anchor_idx = farthest_point_sample(xyz, centers)
+    anchor_idx = fps(xyz, centers)
     return anchor_idx, knn_points(gather_points(xyz, anchor_idx), xyz, max(1, xyz.shape[1] // centers))
 
 
@@ -78,7 +80,8 @@ class PointSetCoC(PointClassifier):
     """Point-set Context Cluster classifier. Input: xyz ``[B, N, 3]`` (``"BCN"``: ``[B, 3, N]``), any ``N``.
 
     ``dims``, ``depths``, ``centers``, ``heads`` and ``head_dims`` give one value per stage; ``centers`` must
-    not exceed the number of points.
+    not exceed the number of points. ``fps_op`` samples the anchors:
+    :func:`pointcoc.ops.farthest_point_sample`, or any function of its form.
     """
 
     family = "pointset_coc"
@@ -109,6 +112,7 @@ class PointSetCoC(PointClassifier):
         if min(centers) < 1:
             raise ValueError(f"centers must be positive, got {list(centers)}")
         self.centers = list(centers)
+        self.fps_op = farthest_point_sample
 
         self.transform = InputTransform(activation) if input_transform else None
         widths = (3, *embed_dims)
@@ -138,7 +142,7 @@ class PointSetCoC(PointClassifier):
         # The groups come from the input cloud: a learned alignment changes the features, not the centers.
         feats = self.embed(xyz if self.transform is None else self.transform(xyz))
         for s, (centers, transition, blocks) in enumerate(zip(self.centers, self.transitions, self.stages)):
-            anchor_idx, groups = spatial_groups(xyz, centers)
+            anchor_idx, groups = spatial_groups(xyz, centers, self.fps_op)
             feats = transition(feats)
             for block in blocks:
                 feats = block(feats, groups)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..utils.checks import check_count, check_point_set
-from ._backend import pytorch3d_ops, use_pytorch3d
+from .backends import pytorch3d_ops, use_pytorch3d
 
 
 def square_distance(queries: torch.Tensor, points: torch.Tensor) -> torch.Tensor:

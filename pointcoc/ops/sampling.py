@@ -7,10 +7,9 @@ import math
 import torch
 
 from ..utils.checks import check_count, check_point_set
-from ._backend import fps_backend, pytorch3d_ops, triton_fps
+from .backends import fps_backend, pytorch3d_ops, triton_fps
+from .constants import INITIAL_DISTANCE
 
-# Starting value of the running minimum distance, as in pointnet2_ops and the official torch loop.
-INITIAL_DISTANCE = 1e10
 # pointnet2_ops never picks a point with |p|^2 <= this (a float32 |p|^2 compared with a C double literal).
 NEAR_ORIGIN = 1e-3
 # pointnet2_ops runs one CUDA block of min(2^floor(log2 N), 512) threads per cloud (opt_n_threads).

@@ -1,6 +1,6 @@
 """Farthest point sampling as one Triton kernel: the fast CUDA path, with no extension to build.
 
-Imported lazily by :mod:`pointcoc.ops._backend` (this module needs triton). One program per cloud runs
+Imported lazily by :mod:`pointcoc.ops.backends` (this module needs triton). One program per cloud runs
 the sequential sample loop on the GPU, so a call is one kernel launch instead of the pure-torch loop's
 half a dozen launches per sample. It reproduces the torch path's indices exactly: the same running
 minimum of squared distances initialised to ``INITIAL_DISTANCE``, coordinates' squares added left to
@@ -15,7 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .sampling import INITIAL_DISTANCE
+from .constants import INITIAL_DISTANCE
 
 # A cloud whose padded [N, D] tile has at most this many elements stays in registers for the whole
 # loop (pointmlp's 1024 x 3 points: 4096); larger clouds are swept in blocks of this size each sample.

@@ -4,6 +4,9 @@
 when triton imports (it reproduces the torch path's indices exactly, in one launch), else pytorch3d when
 it imports, else pure torch; for kNN, pytorch3d when it imports (outside torch.compile), else pure
 torch. Both optional packages are imported lazily, on first use, so the package imports without them.
+
+Imports go one way: the ops import this module, this module imports the Triton kernel lazily, and the kernel
+imports only :mod:`pointcoc.ops.constants`.
 """
 
 from __future__ import annotations
