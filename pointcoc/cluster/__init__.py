@@ -1,7 +1,15 @@
 """The context-cluster operator and the ways of forming point sets and centers for it."""
 
 from .op import ClusterResult, context_cluster, cosine_similarity_to_centers
-from .regions import fold_regions, grid_centers, grid_to_points, points_to_grid, unfold_regions
+from .regions import (
+    fold_regions,
+    grid_centers,
+    grid_to_points,
+    merge_region_sets,
+    set_centers,
+    split_region_sets,
+    unfold_regions,
+)
 
 __all__ = [
     "ClusterResult",
@@ -10,6 +18,8 @@ __all__ = [
     "fold_regions",
     "grid_centers",
     "grid_to_points",
-    "points_to_grid",
+    "merge_region_sets",
+    "set_centers",
+    "split_region_sets",
     "unfold_regions",
 ]
