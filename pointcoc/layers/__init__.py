@@ -1,5 +1,6 @@
 """Building blocks shared by the point and image models."""
 
+from .channels_last_norm import ChannelsLastGroupNorm
 from .cluster_mixers import (
     ClusterMixer,
     GroupClusterMixer,
@@ -10,6 +11,7 @@ from .cluster_mixers import (
 )
 
 __all__ = [
+    "ChannelsLastGroupNorm",
     "ClusterMixer",
     "GroupClusterMixer",
     "LinearClusterMixer",

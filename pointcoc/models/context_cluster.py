@@ -23,7 +23,7 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from ..cluster import unfold_regions
-from ..layers import RegionClusterMixer, recording
+from ..layers import ChannelsLastGroupNorm, RegionClusterMixer, recording
 from ..utils.constants import IMAGENET_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD
 from .model_cfg import ModelCfg
 from .registry import register_model
@@ -61,7 +61,7 @@ class DropPath(nn.Module):
 
 
 class Mlp(nn.Module):
-    """``fc2(drop(act(fc1(x))))`` over channels of a ``[B, C, H, W]`` map, computed channels-last."""
+    """``fc2(drop(act(fc1(x))))`` over the channels of a channels-last map ``[B, H, W, C]``."""
 
     def __init__(self, dim: int, hidden: int, act_layer: Callable[[], nn.Module], drop: float) -> None:
         super().__init__()
@@ -71,12 +71,16 @@ class Mlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.drop(self.act(self.fc1(x.permute(0, 2, 3, 1))))
-        return self.drop(self.fc2(x).permute(0, 3, 1, 2))
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
 class ClusterBlock(nn.Module):
-    """``x + ls1 * drop_path(mixer(GN(x)))`` then ``x + ls2 * drop_path(mlp(GN(x)))``."""
+    """``x + ls1 * drop_path(mixer(GN(x)))`` then ``x + ls2 * drop_path(mlp(GN(x)))``.
+
+    Takes and returns ``[B, C, H, W]`` maps but computes on their channels-last view ``[B, H, W, C]``: norms,
+    mixer, MLP and residuals then need no transposes when the map is channels-last in memory, as
+    :class:`ContextCluster` keeps it.
+    """
 
     def __init__(
         self,
@@ -95,7 +99,7 @@ class ClusterBlock(nn.Module):
         head_dim: int,
     ) -> None:
         super().__init__()
-        self.norm1 = nn.GroupNorm(1, dim)
+        self.norm1 = ChannelsLastGroupNorm(1, dim)
         self.token_mixer = RegionClusterMixer(
             dim,
             dim,
@@ -106,7 +110,7 @@ class ClusterBlock(nn.Module):
             heads=heads,
             head_dim=head_dim,
         )
-        self.norm2 = nn.GroupNorm(1, dim)
+        self.norm2 = ChannelsLastGroupNorm(1, dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer, drop)
         self.drop_path = DropPath(drop_path)
         if use_layer_scale:
@@ -117,11 +121,15 @@ class ClusterBlock(nn.Module):
 
     @staticmethod
     def _scaled(scale: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
-        return x if scale is None else scale.reshape(-1, 1, 1) * x
+        return x if scale is None else scale * x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self._scaled(self.layer_scale_1, self.token_mixer(self.norm1(x))))
-        return x + self.drop_path(self._scaled(self.layer_scale_2, self.mlp(self.norm2(x))))
+        x = x.permute(0, 2, 3, 1)
+        # The mixer is called as a module (its hooks record assignments) on the [B, C, H, W] view: no copy.
+        mixed = self.token_mixer(self.norm1(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        x = x + self.drop_path(self._scaled(self.layer_scale_1, mixed))
+        x = x + self.drop_path(self._scaled(self.layer_scale_2, self.mlp(self.norm2(x))))
+        return x.permute(0, 3, 1, 2)
 
 
 def _per_stage(name: str, value: Sequence, stages: int) -> list:
@@ -268,7 +276,8 @@ class ContextCluster(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         """Last stage's map (``[B, C, H/32, W/32]`` for the official variants) before the head's norm;
         with ``fork_feat`` the list of every stage's normalised output."""
-        x = self.patch_embed(self._with_positions(x))
+        # Channels-last from here on: the convolutions keep that layout and the blocks compute on it.
+        x = self.patch_embed(self._with_positions(x).contiguous(memory_format=torch.channels_last))
         outs = []
         recompute = self.grad_checkpointing and torch.is_grad_enabled()
         for idx, module in enumerate(self.network):
