@@ -9,9 +9,17 @@ values ``w_m`` (all proposed by the caller):
     g_m    = (sum_{n: m(n)=m} s_n v_n + w_m) / (sum_{n: m(n)=m} s_n + 1)
     out_n  = s_n * g_m(n)
 
-The official code materialises ``[batch, centers, points, dim]`` products to do this; here the
-aggregation is an index-add and the dispatch an index-select over the ``[B * M, E]`` center table, with a
-hand-written backward, so nothing larger than the inputs is built or saved.
+The official code materialises ``[batch, centers, points, dim]`` products to do this; here nothing larger
+than the inputs is built or saved, with a hand-written backward. Two paths compute the same result:
+
+- **index** (inference, or many centers): the aggregation is an index-add and the dispatch an index-select
+  over the ``[B * M, E]`` center table. It builds no ``[B, N, M]`` tensor, and its matrix products are the
+  official code's (the similarity), so the counted MACs are the official ones.
+- **dense** (training with at most ``DENSE_MAX_CENTERS`` centers): the one-hot weights
+  ``w_nm = s_n [m = m(n)]`` as a ``[B, N, M]`` tensor, the aggregation ``w^T v`` and the dispatch ``w g``
+  as batched products. The backward builds those weights anyway, so here the forward builds them once and
+  saves them; with a few centers per set (image regions: 4, kNN groups: 1) a batched product over tiny
+  sets is several times faster than an index-add over their rows.
 """
 
 from __future__ import annotations
@@ -64,6 +72,8 @@ def cosine_similarity_to_centers(points: torch.Tensor, centers: torch.Tensor) ->
 
 
 _NORMALIZE_EPS = 1e-12  # F.normalize's default, as in the official code
+DENSE_MAX_CENTERS = 16  # the dense path's limit: its [B, N, M] weights stay below the values' size for M < E
+PATHS = ("auto", "index", "dense")
 
 
 class _ContextCluster(torch.autograd.Function):
@@ -76,7 +86,7 @@ class _ContextCluster(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, points, values, centers, value_centers, alpha, beta):  # type: ignore[override]
+    def forward(ctx, points, values, centers, value_centers, alpha, beta, dense):  # type: ignore[override]
         with torch.autocast(points.device.type, enabled=False):
             sim_dtype = torch.promote_types(points.dtype, torch.float32)
             p, c = points.to(sim_dtype), centers.to(sim_dtype)
@@ -91,19 +101,30 @@ class _ContextCluster(torch.autograd.Function):
             del cos
             b, n, e = values.shape
             m = value_centers.shape[1]
-            # Aggregate and dispatch by rows of the [B * M, E] center table (index_add / index_select);
-            # a one-hot matmul would also add MACs that the official models do not have.
-            rows = (assignment + torch.arange(0, b * m, m, device=assignment.device).unsqueeze(-1)).view(-1)
-            weighted = (values * sim_out.unsqueeze(-1)).reshape(b * n, e)
-            numerator = value_centers.reshape(b * m, e).index_add(0, rows, weighted)
-            del weighted
-            denominator = values.new_ones(b * m).index_add_(0, rows, sim_out.view(-1))
-            aggregated = numerator.div_(denominator.unsqueeze(-1)).view(b, m, e)
-            denominator = denominator.view(b, m)
-            out = aggregated.view(b * m, e).index_select(0, rows).view(b, n, e).mul_(sim_out.unsqueeze(-1))
+            if dense:
+                weight = values.new_zeros(b, n, m).scatter_(-1, index, sim_out.unsqueeze(-1))
+                numerator = torch.baddbmm(value_centers, weight.transpose(1, 2), values)
+                denominator = weight.sum(1).add_(1.0)  # [B, M]
+                aggregated = numerator.div_(denominator.unsqueeze(-1))
+                out = torch.bmm(weight, aggregated)
+            else:
+                weight = None
+                # Aggregate and dispatch by rows of the [B * M, E] center table (index_add / index_select).
+                rows = (assignment + torch.arange(0, b * m, m, device=assignment.device).unsqueeze(-1)).view(
+                    -1
+                )
+                weighted = (values * sim_out.unsqueeze(-1)).reshape(b * n, e)
+                numerator = value_centers.reshape(b * m, e).index_add(0, rows, weighted)
+                del weighted
+                denominator = values.new_ones(b * m).index_add_(0, rows, sim_out.view(-1))
+                aggregated = numerator.div_(denominator.unsqueeze(-1)).view(b, m, e)
+                denominator = denominator.view(b, m)
+                out = (
+                    aggregated.view(b * m, e).index_select(0, rows).view(b, n, e).mul_(sim_out.unsqueeze(-1))
+                )
         ctx.save_for_backward(
             points, values, centers, c_hat, c_len, alpha, sim, sim_out, assignment, p_len, cos_chosen,
-            aggregated, denominator,
+            aggregated, denominator, weight,
         )  # fmt: skip
         ctx.beta_shape, ctx.beta_dtype = beta.shape, beta.dtype
         ctx.mark_non_differentiable(assignment)
@@ -114,13 +135,14 @@ class _ContextCluster(torch.autograd.Function):
     def backward(ctx, grad_out, _grad_assignment, grad_sim_out):  # type: ignore[override]
         (
             points, values, centers, c_hat, c_len, alpha, sim, sim_out, assignment, p_len, cos_chosen,
-            aggregated, denominator,
+            aggregated, denominator, weight,
         ) = ctx.saved_tensors  # fmt: skip
         with torch.autocast(points.device.type, enabled=False):
             index = assignment.unsqueeze(-1)
-            weight = values.new_zeros(*assignment.shape, centers.shape[1]).scatter_(
-                -1, index, sim_out.unsqueeze(-1)
-            )
+            if weight is None:  # the index path saved no one-hot weights
+                weight = values.new_zeros(*assignment.shape, centers.shape[1]).scatter_(
+                    -1, index, sim_out.unsqueeze(-1)
+                )
             # out_n = s_n g_m(n),  g_m = num_m / den_m,  num_m = w_m + sum s_n v_n,  den_m = 1 + sum s_n
             grad_numerator = torch.bmm(weight.transpose(1, 2), grad_out).div_(denominator.unsqueeze(-1))
             grad_denominator = (grad_numerator * aggregated).sum(-1).neg_()  # [B, M]
@@ -153,7 +175,7 @@ class _ContextCluster(torch.autograd.Function):
             grad_centers = (grad_c_hat - c_hat * radial_c) / c_len.clamp_min(_NORMALIZE_EPS)
         return (
             grad_points.to(points.dtype), grad_values, grad_centers.to(centers.dtype), grad_numerator,
-            grad_alpha.to(alpha.dtype), grad_beta.to(ctx.beta_dtype),
+            grad_alpha.to(alpha.dtype), grad_beta.to(ctx.beta_dtype), None,
         )  # fmt: skip
 
 
@@ -164,12 +186,24 @@ def context_cluster(
     value_centers: torch.Tensor,
     alpha: torch.Tensor,
     beta: torch.Tensor,
+    path: str = "auto",
 ) -> ClusterResult:
     """Cluster ``points [B, N, D]`` around ``centers [B, M, D]`` and dispatch aggregated ``values [B, N, E]``.
 
     ``value_centers [B, M, E]`` are the centers' own values (e.g. pooled like the centers);
     ``alpha``/``beta`` are the learnable scalars of the similarity. Heads and regions are folded
-    into B by the caller. Differentiable once (no double backward).
+    into B by the caller. Differentiable once (no double backward). ``path``: ``"auto"`` takes the dense
+    path when a gradient will be needed and ``M <= DENSE_MAX_CENTERS``, else the index path (module
+    docstring); ``"index"`` or ``"dense"`` force one (same results).
     """
     check_cluster_inputs(points, values, centers, value_centers)
-    return ClusterResult(*_ContextCluster.apply(points, values, centers, value_centers, alpha, beta))
+    if path not in PATHS:
+        raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+    if path == "auto":
+        training = torch.is_grad_enabled() and any(
+            t.requires_grad for t in (points, values, centers, value_centers, alpha, beta)
+        )
+        dense = training and centers.shape[1] <= DENSE_MAX_CENTERS
+    else:
+        dense = path == "dense"
+    return ClusterResult(*_ContextCluster.apply(points, values, centers, value_centers, alpha, beta, dense))
