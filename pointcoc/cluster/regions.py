@@ -51,25 +51,22 @@ def grid_to_points(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(2).transpose(1, 2)
 
 
-def split_region_sets(x: torch.Tensor, parts: int, heads: int, folds: tuple[int, int]) -> torch.Tensor:
-    """Channels-last ``[B, H, W, parts * heads * E]`` -> point sets ``[parts, B * heads * fh * fw, N, E]``.
+def split_region_sets(x: torch.Tensor, heads: int, folds: tuple[int, int]) -> torch.Tensor:
+    """Channels-last ``[B, H, W, heads * E]`` -> point sets ``[B * heads * fh * fw, N, E]``, one copy.
 
-    One copy, contiguous: the sets are ordered ``(b, head, region)`` with regions row-major and the
-    ``N = (H / fh) * (W / fw)`` points row-major within each region, as :func:`fold_regions` orders them after
-    the official head split. ``parts`` separates maps made by one product (the f and v projections).
+    The sets are ordered ``(b, head, region)`` with regions row-major and the ``N = (H / fh) * (W / fw)``
+    points row-major within each region, as :func:`fold_regions` orders them after the official head split.
     """
     fh, fw = folds
     b, h, w, c = x.shape
-    e = c // (parts * heads)
-    x = x.reshape(b, fh, h // fh, fw, w // fw, parts, heads, e).permute(5, 0, 6, 1, 3, 2, 4, 7)
-    return x.reshape(parts, b * heads * fh * fw, (h // fh) * (w // fw), e)
+    x = x.reshape(b, fh, h // fh, fw, w // fw, heads, c // heads).permute(0, 5, 1, 3, 2, 4, 6)
+    return x.reshape(b * heads * fh * fw, (h // fh) * (w // fw), c // heads)
 
 
 def merge_region_sets(
     x: torch.Tensor, heads: int, folds: tuple[int, int], size: tuple[int, int]
 ) -> torch.Tensor:
-    """Inverse of :func:`split_region_sets` for one part: ``[B * heads * fh * fw, N, E]`` ->
-    ``[B, H, W, heads * E]``."""
+    """Inverse of :func:`split_region_sets`: ``[B * heads * fh * fw, N, E]`` -> ``[B, H, W, heads * E]``."""
     fh, fw = folds
     h, w = size
     e = x.shape[-1]
@@ -82,7 +79,7 @@ def set_centers(sets: torch.Tensor, region: tuple[int, int], proposals: tuple[in
 
     :func:`grid_centers` (adaptive average pooling) on the channels-last view of the sets: no copy of them.
     """
-    *lead, n, e = sets.shape
+    *lead, _, e = sets.shape
     grid = sets.reshape(-1, *region, e).permute(0, 3, 1, 2)
     pooled = F.adaptive_avg_pool2d(grid, proposals)  # channels-last in, channels-last out
     return pooled.permute(0, 2, 3, 1).reshape(*lead, -1, e)
