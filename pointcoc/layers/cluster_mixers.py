@@ -121,7 +121,9 @@ class RegionClusterMixer(ClusterMixer):
         values, value_centers = self._point_sets(x, self.v)
         out = self.cluster(feats, values, centers, value_centers)
         out = merge_region_sets(out, self.heads, self.folds, self.padded_size(h, w))
-        return F.linear(out[:, :h, :w], self.proj.weight.flatten(1), self.proj.bias)
+        if out.shape[1:3] != (h, w):  # (a no-op slice would still cost a full-size zero-fill in backward)
+            out = out[:, :h, :w]
+        return F.linear(out, self.proj.weight.flatten(1), self.proj.bias)
 
     def _point_sets(self, x: torch.Tensor, conv: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
         """``conv`` of ``x [B, H, W, C]`` as point sets ``[B * heads * regions, N, head_dim]``, and their

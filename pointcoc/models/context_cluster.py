@@ -119,16 +119,19 @@ class ClusterBlock(nn.Module):
         else:
             self.layer_scale_1 = self.layer_scale_2 = None
 
-    @staticmethod
-    def _scaled(scale: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
-        return x if scale is None else scale * x
+    def _residual(self, x: torch.Tensor, scale: torch.Tensor | None, branch: torch.Tensor) -> torch.Tensor:
+        if scale is None:
+            return x + self.drop_path(branch)
+        if self.drop_path.p == 0.0 or not self.training:
+            return torch.addcmul(x, scale, branch)  # x + scale * branch in one pass
+        return x + self.drop_path(scale * branch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.permute(0, 2, 3, 1)
         # The mixer is called as a module (its hooks record assignments) on the [B, C, H, W] view: no copy.
         mixed = self.token_mixer(self.norm1(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        x = x + self.drop_path(self._scaled(self.layer_scale_1, mixed))
-        x = x + self.drop_path(self._scaled(self.layer_scale_2, self.mlp(self.norm2(x))))
+        x = self._residual(x, self.layer_scale_1, mixed)
+        x = self._residual(x, self.layer_scale_2, self.mlp(self.norm2(x)))
         return x.permute(0, 3, 1, 2)
 
 
