@@ -64,6 +64,18 @@ def recording(mixers: Iterable[ClusterMixer]) -> Iterator[None]:
             mixer.last_result = None
 
 
+def _channels_last_1x1(weight: torch.Tensor) -> torch.Tensor:
+    """A 1x1 kernel ``[O, I, 1, 1]`` viewed with explicit channels-last strides.
+
+    Its default strides are both contiguous and channels-last, so a convolution of a ``[B, C, H, W]``
+    (NCHW) input computes and returns NCHW, and cutting point sets from that output reads it across
+    channels. With this view the convolution computes channels-last (converting the input inside, without
+    keeping a copy for backward) and the point sets are cut from contiguous rows.
+    """
+    o, i = weight.shape[:2]
+    return weight.as_strided(weight.shape, (i, 1, i, i))
+
+
 class RegionClusterMixer(ClusterMixer):
     """Context clustering of an image feature map ``[B, C, H, W]`` (official ``Cluster``).
 
@@ -123,14 +135,14 @@ class RegionClusterMixer(ClusterMixer):
         out = merge_region_sets(out, self.heads, self.folds, self.padded_size(h, w))
         if out.shape[1:3] != (h, w):  # (a no-op slice would still cost a full-size zero-fill in backward)
             out = out[:, :h, :w]
-        return F.linear(out, self.proj.weight.flatten(1), self.proj.bias)
+        return self.proj(out.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
     def _point_sets(self, x: torch.Tensor, conv: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
         """``conv`` of ``x [B, H, W, C]`` as point sets ``[B * heads * regions, N, head_dim]``, and their
         grid centers ``[B * heads * regions, M, head_dim]``."""
         h, w = x.shape[2:]
         ph, pw = self.padded_size(h, w)
-        y = conv(x).permute(0, 2, 3, 1)
+        y = F.conv2d(x, _channels_last_1x1(conv.weight), conv.bias).permute(0, 2, 3, 1)
         if (ph, pw) != (h, w):
             y = F.pad(y, (0, 0, 0, pw - w, 0, ph - h))
         sets = split_region_sets(y, self.heads, self.folds)
