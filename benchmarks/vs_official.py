@@ -15,9 +15,10 @@ constructor arguments and ours from the same arguments and the official module's
    the ``Cluster`` rows, the gradients of the input and of every parameter after one backward too.
    A row whose outputs differ is reported and not timed (exit status 1).
 2. **Time.** The training step (image and point models: ``zero_grad`` + forward + cross-entropy + backward
-   + optimiser step, :func:`pointcoc.bench.make_train_step` with the official recipe's optimiser kind;
+   + optimiser step, :func:`pointcoc.utils.measure.make_train_step` with the official recipe's optimiser kind;
    ``Cluster``: forward + backward of a fixed output gradient) and the inference step (eval,
-   ``inference_mode``) of both sides alternate in one process (:func:`pointcoc.bench.interleaved_times`),
+   ``inference_mode``) of both sides alternate in one process
+   (:func:`pointcoc.utils.measure.interleaved_times`),
    after ``--warmup`` untimed steps each; the table gives the medians and their ratio.
 3. **Peak memory** of one training step, each side in its own fresh process (after one warm-up step):
    on CPU the bytes of the tensors alive before the step plus the step's peak RSS growth, with glibc's
@@ -47,11 +48,14 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
-from pointcoc.bench import (  # noqa: E402
+
+from benchmarks.model_bench import default_optimizer  # noqa: E402
+from benchmarks.official_code import OfficialCode  # noqa: E402
+from pointcoc.compat import official_model  # noqa: E402
+from pointcoc.utils.measure import (  # noqa: E402
     MIB,
     MMAP_THRESHOLD_ENV,
     OthersCpuMeter,
-    default_optimizer,
     describe_machine,
     fix_mmap_threshold,
     interleaved_times,
@@ -62,9 +66,6 @@ from pointcoc.bench import (  # noqa: E402
     synchronize,
     tensor_bytes,
 )
-
-from benchmarks.official_code import OfficialCode  # noqa: E402
-from pointcoc.compat import official_model  # noqa: E402
 
 SIDES = ("official", "ours")
 AGREEMENT_ATOL = 1e-4
