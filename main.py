@@ -2,11 +2,15 @@
 
 python main.py                           the main job: train a small point CoC model on the embedded
                                          procedural shapes (CPU, about 3 minutes), then test it
-python main.py train --config FILE --out DIR [--set key=value ...] [--resume]
-                                         train; DIR gets config.yaml, metrics.json, checkpoints, TensorBoard
+python main.py train --config FILE --out DIR [--set key=value ...]
+                                         train; DIR gets config.yaml, metrics.json, checkpoints, TensorBoard,
+                                         train.log (a folder holding results is refused)
+python main.py train --resume --out DIR [--set ...]
+                                         continue the run in DIR (its config.yaml) from checkpoint_last.pt
 python main.py test --config FILE --checkpoint PATH --out DIR [--set ...] [--votes N
-        --vote-protocol ours|official --vote-repeats R]
-                                         evaluate a checkpoint on data.split (and N-view voting, apart)
+        --vote-protocol ours|official --vote-repeats R] [--overwrite]
+                                         evaluate a checkpoint on data.split (and N-view voting, apart) into
+                                         a new folder DIR (--overwrite: a previous test's folder)
 python main.py test --model NAME [--pretrained TAG|PATH] --set data.root=DIR
                                          top-1/top-5 of a published ImageNet checkpoint on DIR[/val]
 python main.py predict (--checkpoint PATH | --model NAME [--pretrained TAG|PATH]) FILE [FILE ...]
@@ -25,7 +29,9 @@ python main.py demo [--checkpoints DIR --pretrained NAME ... --host H --port P -
 
 Config keys: seed, device, model.name, model.kwargs.*, data.name, data.root, data.split, data.num_points,
 train.epochs, train.batch_size, train.lr, ... (pointcoc/engine/config.py lists all). Recipes: experiments/.
+Relative paths in a recipe are relative to the recipe's folder; in --set, to the current directory.
 Multi-GPU / multi-process: torchrun --nproc_per_node N main.py train ...
+Errors are one line; POINTCOC_DEBUG=1 shows the traceback of an unexpected one.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 # Busy-waiting OpenMP threads collapse when the cores are shared (measured: 7x slower per training step
 # with 2 threads on 2 busy cores); passive waiting costs little when they are not. Must precede torch.
@@ -89,11 +95,31 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from pointcoc.engine import load_config, train
+    from pointcoc.engine.runfolder import open_training_folder
 
-    config = load_config(args.config, args.set)
-    metrics = train(config, args.out, resume=args.resume, callbacks=training_callbacks(config))
-    _report(metrics, Path(args.out))
+    out = Path(args.out)
+    config = load_config(_train_config(args), args.set)
+    with open_training_folder(out, args.resume):  # the engine holds it too; here the report is logged
+        metrics = train(config, out, resume=args.resume, callbacks=training_callbacks(config))
+        _report(metrics, out)
     return 0
+
+
+def _train_config(args: argparse.Namespace) -> Path:
+    """--config, or with --resume alone the run's own config.yaml."""
+    if args.config is not None:
+        return Path(args.config)
+    if not args.resume:
+        raise ValueError("train needs --config FILE (a recipe, e.g. experiments/configs/default.yaml)")
+    saved = Path(args.out) / "config.yaml"
+    if not Path(args.out).is_dir():
+        raise ValueError(f"--resume: run folder {args.out} does not exist; check --out")
+    if not saved.is_file():
+        raise ValueError(
+            f"--resume: {args.out} holds no config.yaml, so it is no run folder of `main.py train`; "
+            "check --out, or give the run's --config"
+        )
+    return saved
 
 
 def training_callbacks(config: RunConfig) -> list[Callback]:
@@ -118,12 +144,18 @@ def cmd_test(args: argparse.Namespace) -> int:
             "--set data.root=DIR for a published ImageNet checkpoint)"
         )
     from pointcoc.engine import evaluate_checkpoint, load_config
+    from pointcoc.engine.runfolder import open_test_folder
 
-    metrics = evaluate_checkpoint(
-        load_config(args.config, args.set), args.checkpoint, args.out, votes=args.votes,
-        vote_protocol=args.vote_protocol, repeats=args.vote_repeats,
-    )  # fmt: skip
-    _report(metrics, Path(args.out))
+    out = Path(args.out)
+    config = load_config(args.config, args.set)
+    if not Path(args.checkpoint).is_file():  # before a folder is made for the results
+        raise ValueError(f"--checkpoint {args.checkpoint} is not a file; give one written by `main.py train`")
+    with open_test_folder(out, args.overwrite):
+        metrics = evaluate_checkpoint(
+            config, args.checkpoint, out, votes=args.votes, vote_protocol=args.vote_protocol,
+            repeats=args.vote_repeats,
+        )  # fmt: skip
+        _report(metrics, out)
     return 0
 
 
@@ -195,16 +227,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_main_job(args: argparse.Namespace) -> int:
     """``python main.py`` with no arguments."""
     from pointcoc.engine import load_config, train
+    from pointcoc.engine.runfolder import open_training_folder
 
     out = ROOT / "runs" / time.strftime("main-%Y%m%d-%H%M%S")
     config = load_config(DEFAULT_CONFIG)
-    print(f"main job: {config.model.name} on the procedural shapes ({DEFAULT_CONFIG.relative_to(ROOT)})")
-    start = time.perf_counter()
-    metrics = train(config, out, callbacks=training_callbacks(config))
-    _report(metrics, out, time.perf_counter() - start)
-    recipe = "python main.py train --config experiments/configs"
-    print(f"next: {recipe}/modelnet40.yaml --set data.root=DIR --out runs/mn40")
-    print(f"      {recipe}/scanobjectnn_pointmlp_coc.yaml --set data.root=DIR --out runs/sonn")
+    with open_training_folder(out):
+        print(f"main job: {config.model.name} on the procedural shapes ({DEFAULT_CONFIG.relative_to(ROOT)})")
+        start = time.perf_counter()
+        metrics = train(config, out, callbacks=training_callbacks(config))
+        _report(metrics, out, time.perf_counter() - start)
+        recipe = "python main.py train --config experiments/configs"
+        print(f"next: {recipe}/modelnet40.yaml --set data.root=DIR --out runs/mn40")
+        print(f"      {recipe}/scanobjectnn_pointmlp_coc.yaml --set data.root=DIR --out runs/sonn")
     return 0
 
 
@@ -238,21 +272,37 @@ def _report(metrics: dict, out: Path, seconds: float | None = None) -> None:
         print(f"{'tensorboard':<22}tensorboard --logdir {out / 'tensorboard'}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="main.py", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors in one line (usage is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message}; see {self.prog} --help\n")
+
+
+def _set_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (dotted, YAML value), e.g. train.lr=0.01 data.root=DIR (repeatable)",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="main.py", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("list", help="list registered models")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'coc_*'")
     p.set_defaults(func=cmd_list)
     p = sub.add_parser("info", help="parameters and MACs of a registered model")
     p.add_argument("--model", required=True, help="a name from `main.py list`")
-    p.add_argument("--num-classes", type=int, default=40)
+    p.add_argument("--num-classes", type=int, default=40, help="classifier outputs (default 40)")
     p.set_defaults(func=cmd_info)
     p = sub.add_parser("bench", help="throughput and peak memory of a model (inference and training step)")
     p.add_argument("--model", required=True, help="a name from `main.py list`")
-    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--batch", type=int, default=32, help="samples per step (default 32)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="autocast dtype")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (warm-up compiles)")
@@ -263,27 +313,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", "--steps", type=int, default=10, help="timed steps per mode (median taken)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     p.set_defaults(func=cmd_bench)
-    p = sub.add_parser("train", help="train a model from a YAML recipe")
-    p.add_argument("--config", required=True, help="YAML recipe, e.g. experiments/configs/default.yaml")
+    p = sub.add_parser("train", help="train a model from a YAML recipe, or resume a run")
     p.add_argument(
-        "--set",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override, e.g. train.lr=0.01 (repeatable)",
+        "--config",
+        help="YAML recipe, e.g. experiments/configs/default.yaml (--resume: by default --out's config.yaml)",
     )
-    p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from checkpoint_last.pt")
+    _set_option(p)
+    p.add_argument("--out", required=True, help="run folder; one holding results is refused unless --resume")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its checkpoint_last.pt"
+    )
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("test", help="evaluate a checkpoint on data.split, or a published one on ImageNet")
-    p.add_argument("--config")
-    p.add_argument("--checkpoint")
+    p.add_argument("--config", help="the recipe the checkpoint was trained with")
+    p.add_argument("--checkpoint", help="checkpoint_best.pt (or _last) of a training run")
     p.add_argument("--model", help="with --pretrained: a published ImageNet model, e.g. coc_tiny")
     p.add_argument(
         "--pretrained", metavar="TAG|PATH", help="zoo tag or checkpoint file (default: the model's)"
     )
-    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE")
+    _set_option(p)
     p.add_argument("--votes", type=int, default=0, help="also report N-view voting (fixed seed), apart")
     p.add_argument(
         "--vote-protocol",
@@ -293,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(view 0 clean, cumulative scalings), best of --vote-repeats beside their mean ± std",
     )
     p.add_argument("--vote-repeats", type=int, help="repeats of the official vote (default 300, as there)")
-    p.add_argument("--out")
+    p.add_argument("--out", help="new folder for config.yaml, metrics.json and test.log")
+    p.add_argument("--overwrite", action="store_true", help="replace the results of a previous test in --out")
     p.set_defaults(func=cmd_test)
     p = sub.add_parser("predict", help="top-5 classes of image and point-cloud files")
     source = p.add_mutually_exclusive_group(required=True)
@@ -322,9 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="image (.jpg, .png, ...) or point cloud (FILE.h5:INDEX, .txt, .off, .ply)",
     )
     p.add_argument("--index", type=int, help="sample of an .h5 file (or write FILE.h5:INDEX)")
-    p.add_argument("--stage", type=int, default=0)
+    p.add_argument("--stage", type=int, default=0, help="stage whose clusters are drawn (default 0)")
     p.add_argument("--block", type=int, help="block of the stage (default: its last)")
-    p.add_argument("--head", type=int, default=0)
+    p.add_argument("--head", type=int, default=0, help="head whose assignment is drawn (default 0)")
     p.add_argument("--alpha", type=float, default=0.5, help="cluster colour over the image, 0..1")
     p.add_argument(
         "--out",
@@ -344,27 +393,50 @@ def build_parser() -> argparse.ArgumentParser:
         help="published checkpoints too, e.g. coc_tiny.openmixup_in1k",
     )
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: this machine only)")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="uploads larger than this are refused")
     p.set_defaults(func=cmd_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run one command; every error ends in one line on stderr and a non-zero exit code (2: the input, 1:
+    an unexpected failure, whose traceback ``POINTCOC_DEBUG=1`` shows; 130: interrupted)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, or a usage error already printed
+        return exit_.code if isinstance(exit_.code, int) else 0
     if args.command is None:
         args.func = cmd_main_job
     try:
         return args.func(args)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if os.environ.get("POINTCOC_DEBUG"):
+            raise
+        print(error_line(err), file=sys.stderr)
+        return 2 if isinstance(err, (ValueError, OSError)) else 1
     finally:
         if args.func in (cmd_train, cmd_test, cmd_main_job):  # under torchrun: leave the process group
             from pointcoc.engine.distributed import shutdown
 
             shutdown()
+
+
+def error_line(err: Exception) -> str:
+    """One line for ``err``: the message of an error in the input (ours name the file or key and the fix;
+    the operating system's its file), a pointer to the traceback otherwise."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        return f"error: {err.filename}: {err.strerror}"
+    if isinstance(err, (ValueError, OSError)):
+        return f"error: {text}"
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+        return f"error: out of memory ({text[:200]}); lower train.batch_size or data.num_points"
+    pointer = "rerun with POINTCOC_DEBUG=1 for the traceback"
+    return f"internal error: {type(err).__name__}: {text[:300]}; {pointer}"
 
 
 if __name__ == "__main__":

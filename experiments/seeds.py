@@ -1,7 +1,7 @@
 """One seed of one table row: its run directory, its state, and launching the engine on it.
 
 ``<out>/<table>/<row>/seed<S>/`` (``seed<S>-official/`` for a run of the official protocol) is a
-``main.py train`` run directory, plus ``train.log``, ``status.json``
+``main.py train`` run directory, plus ``launch.log``, ``status.json``
 (exit code and last output line of every launch, so a failure is reported rather than lost) and, for tables
 with voting, ``votes/`` (a ``main.py test --votes`` run directory) and ``votes.log``.
 """
@@ -97,7 +97,7 @@ class SeedRun:
         if failure is not None and failure["returncode"] != 0:
             return (
                 FAILED,
-                f"exit {failure['returncode']}: {failure['last_line']} (log: {self.path / 'train.log'})",
+                f"exit {failure['returncode']}: {failure['last_line']} (log: {self.path / 'launch.log'})",
             )
         if (self.path / "checkpoint_last.pt").is_file():
             return (
@@ -261,7 +261,8 @@ def train(run: SeedRun, in_process: bool = False) -> bool:
     sets = [*run.overrides, "runtime.progress=false"]  # per-epoch lines only: the log stays readable
     args = ["train", "--config", str(run.row.config), "--out", str(run.path), "--set", *sets]
     command = engine_command(run.config, args + (["--resume"] if resume else []))
-    result = (launch_in_process if in_process else launch)(command, run.path / "train.log")
+    # not train.log: the engine keeps that one in the run folder itself
+    result = (launch_in_process if in_process else launch)(command, run.path / "launch.log")
     if result[0] == 0 and run.metrics() is None:
         result = (1, f"exit 0 but {run.path / 'metrics.json'} is missing or incomplete", result[2])
     _record(run, "train", command, result)
@@ -283,6 +284,7 @@ def vote(run: SeedRun, in_process: bool = False) -> bool:
         str(run.table.votes),
         "--out",
         str(run.votes_path),
+        "--overwrite",  # an earlier attempt's results, without votes: only a test folder is overwritten
         "--set",
         *sets,
     ]

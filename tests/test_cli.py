@@ -1,8 +1,7 @@
+import argparse
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 import main
 
@@ -34,9 +33,8 @@ def test_list_runs_as_a_script():
 
 
 def test_help_names_the_commands(capsys):
-    with pytest.raises(SystemExit) as done:  # in-process: the script itself is started once, above
-        main.main(["--help"])
-    assert done.value.code == 0 and "info" in capsys.readouterr().out
+    # in-process: the script itself is started once, above; main() returns argparse's exit status
+    assert main.main(["--help"]) == 0 and "info" in capsys.readouterr().out
 
 
 def test_repeated_set_options_accumulate():
@@ -63,3 +61,20 @@ def test_mistyped_config_values_are_one_line_errors_naming_the_key(capsys, tmp_p
     err = capsys.readouterr().err.strip()
     assert code == 2 and err == "error: train.lr: expected a number, got 'abc'"
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_every_option_has_help_text():
+    parser = main.build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert {"list", "info", "bench", "train", "test", "visualize", "demo"} <= set(commands)
+    for name, command in commands.items():
+        for action in command._actions:
+            option = "/".join(action.option_strings) or action.dest
+            assert isinstance(action, argparse._HelpAction) or action.help, f"{name} {option}: no help"
+
+
+def test_usage_errors_are_one_line(capsys):
+    assert main.main(["train", "--config"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: main.py train: argument --config: expected one argument; see main.py train --help\n"
+    assert main.main(["--help"]) == 0 and "resume" in capsys.readouterr().out

@@ -58,6 +58,48 @@ def test_fast_matches_naive_values_and_grads(shape, alpha, aggregation):
 
 
 @pytest.mark.parametrize("aggregation", AGGREGATIONS)
+@pytest.mark.parametrize("path", ["index", "dense"])
+@pytest.mark.parametrize("shape", [dict(), dict(m=1), dict(b=5, n=49, m=4, d=24, e=24)])
+def test_each_path_matches_naive_values_and_grads(path, shape, aggregation):
+    inputs = make_inputs(**shape)
+    grad_out = torch.randn(inputs[1].shape)
+    fast, fast_grads = grads(
+        lambda *x, **kw: context_cluster(*x, **kw, path=path), inputs, grad_out, aggregation
+    )
+    naive, naive_grads = grads(context_cluster_naive, inputs, grad_out, aggregation)
+    torch.testing.assert_close(fast.out, naive.out, atol=1e-6, rtol=1e-5)
+    assert torch.equal(fast.assignment, naive.assignment)
+    for name, a, b in zip(
+        ("points", "values", "centers", "value_centers", "alpha", "beta"), fast_grads, naive_grads
+    ):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=f"gradient of {name}")
+
+
+class _Ops(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.names = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.add(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("m,grad,dense", [(4, True, True), (4, False, False), (17, True, False)])
+def test_auto_path_is_dense_only_for_training_with_few_centers(m, grad, dense):
+    inputs = make_inputs(m=m)
+    with torch.set_grad_enabled(grad), _Ops() as ops:
+        context_cluster(*inputs)
+    assert ("index_add" in ops.names) != dense
+    assert ("baddbmm" in ops.names) == dense
+
+
+def test_unknown_path_is_refused():
+    with pytest.raises(ValueError, match="path must be one of"):
+        context_cluster(*make_inputs(), path="sparse")
+
+
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
 def test_equations_on_a_hand_sized_example(aggregation):
     points = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 0.1]]])
     values = torch.tensor([[[1.0], [2.0], [3.0]]])

@@ -75,7 +75,7 @@ def test_missing_keys(tmp_path: Path) -> None:
         f["points"] = np.zeros((2, 64, 3), np.float32)
     with pytest.raises(ValueError) as exc:
         ModelNetH5(root, "test", num_points=8)
-    assert "ply_data_test0.h5 lacks the key(s) ['data', 'label']" in one_line(exc)
+    assert "ply_data_test0.h5 lacks the dataset(s) ['data', 'label']" in one_line(exc)
 
 
 def test_labels_out_of_range(tmp_path: Path) -> None:

@@ -82,8 +82,10 @@ def test_test_command_writes_plain_and_voted_metrics(trained_run, tmp_path):
     for split in ("test", "test_votes"):
         assert set(saved[split]) == {"oa", "macc", "per_class"} and 0 <= saved[split]["oa"] <= 1
     assert saved["test"] == metrics["test"]
+    with pytest.raises(ValueError, match="pass --overwrite"):
+        evaluate_checkpoint(tiny_point_config("train.epochs=1"), trained_run / "checkpoint_best.pt", tmp_path)
     again = evaluate_checkpoint(
-        tiny_point_config("train.epochs=1"), trained_run / "checkpoint_best.pt", tmp_path, votes=3
+        tiny_point_config("train.epochs=1"), trained_run / "checkpoint_best.pt", tmp_path, 3, overwrite=True
     )
     assert again["test_votes"] == metrics["test_votes"]  # fixed seed: the same views every time
 

@@ -98,10 +98,10 @@ def test_values_are_checked_once_at_load_naming_the_key(setting, message):
 def test_values_are_converted_once_at_load(tmp_path):
     recipe = tmp_path / "r.yaml"
     # YAML 1.1 reads 1e-3 (no dot) as a string and 2 as an int: both become the float the key wants
-    recipe.write_text("train: {lr: 1e-3, min_lr: 0, epochs: 4.0, betas: [0.8, 1]}\n")
+    recipe.write_text("train: {lr: 1e-3, min_lr: 0, epochs: 4.0, betas: [0, 0.5]}\n")
     config = load_config(recipe, ["train.amp=bf16", "data.split=null"])
     train = config.train
-    assert (train.lr, train.min_lr, train.epochs, train.betas) == (1e-3, 0.0, 4, (0.8, 1.0))
+    assert (train.lr, train.min_lr, train.epochs, train.betas) == (1e-3, 0.0, 4, (0.0, 0.5))
     assert isinstance(train.min_lr, float) and isinstance(train.epochs, int) and train.amp == "bf16"
     assert config.data.split is None
     with pytest.raises(Exception, match="cannot assign"):  # frozen: converted once, never edited in place

@@ -31,7 +31,8 @@ def test_launch_in_process_records_errors_and_crashes_like_a_process(tmp_path):
     assert code == 2 and "--model" in last
     code, last, _ = seeds.launch_in_process([*main_py, "info", "--model", "pointnet", "--num-classes", "-1"],
                                             tmp_path / "c.log")  # fmt: skip
-    assert code == 1 and last.startswith("RuntimeError: ") and "Traceback" in (tmp_path / "c.log").read_text()
+    # an unexpected failure: one line, as main.py prints it (POINTCOC_DEBUG=1 would show the traceback)
+    assert code == 1 and last.startswith("internal error: RuntimeError: ")
     assert torch.get_num_threads() == threads
     with pytest.raises(ValueError, match="only a plain main.py command"):
         seeds.launch_in_process(["torchrun", str(seeds.MAIN), "train"], tmp_path / "d.log")

@@ -241,8 +241,8 @@ def test_engine_trains_with_the_whole_recipe(tmp_path):
     from pointcoc.engine.trainer import train
 
     config = tiny_image_config("data.augment=true", "data.image_recipe={image_size: 8, scale: [0.5, 1.0]}")
-    dataset = make_dataset(config.data, "train", augment=True)
+    dataset = make_dataset(config.data, "data.train_split", augment=True)
     assert dataset.crop == RandomResizedCrop(8, (0.5, 1.0))  # cut per image in the loader
-    assert make_dataset(config.data, "val", augment=False).crop is None
+    assert make_dataset(config.data, "data.val_split", augment=False).crop is None
     result = train(config, tmp_path / "run")
     assert len(result["history"]) == 1 and math.isfinite(result["history"][0]["loss"])

@@ -29,7 +29,7 @@ from test_viz_helpers import (
 )
 
 from pointcoc.viz.colors import cluster_colors
-from pointcoc.viz.demo import CheckpointFolder
+from pointcoc.viz.demo import CheckpointFolder, checkpoint_choices
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -55,6 +55,19 @@ def test_checkpoint_folder_lists_and_opens_only_files_inside_it(tmp_path):
             folder.path(name)
     with pytest.raises(ValueError, match="is not a folder"):
         CheckpointFolder(tmp_path / "missing")
+
+
+def test_checkpoint_list_is_scanned_again(tmp_path):
+    folder = CheckpointFolder(tmp_path)
+    assert checkpoint_choices(folder, None) == ([], None)  # an empty folder is served: a run may be starting
+    (tmp_path / "run1").mkdir()
+    (tmp_path / "run1" / "checkpoint_best.pt").write_bytes(b"x")
+    assert checkpoint_choices(folder, None) == (["run1/checkpoint_best.pt"], "run1/checkpoint_best.pt")
+    (tmp_path / "run0.pt").write_bytes(b"x")
+    names, chosen = checkpoint_choices(folder, "run1/checkpoint_best.pt")
+    assert names == ["run0.pt", "run1/checkpoint_best.pt"] and chosen == "run1/checkpoint_best.pt"
+    (tmp_path / "run1" / "checkpoint_best.pt").unlink()
+    assert checkpoint_choices(folder, "run1/checkpoint_best.pt") == (["run0.pt"], "run0.pt")
 
 
 def _require(condition: bool, reason: str) -> None:

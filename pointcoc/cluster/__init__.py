@@ -5,8 +5,10 @@ from .regions import (
     fold_regions,
     grid_centers,
     grid_to_points,
+    merge_region_sets,
     padded_to_folds,
-    points_to_grid,
+    set_centers,
+    split_region_sets,
     unfold_regions,
 )
 
@@ -19,7 +21,9 @@ __all__ = [
     "fold_regions",
     "grid_centers",
     "grid_to_points",
+    "merge_region_sets",
     "padded_to_folds",
-    "points_to_grid",
+    "set_centers",
+    "split_region_sets",
     "unfold_regions",
 ]

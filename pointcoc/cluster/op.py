@@ -14,9 +14,18 @@ The normaliser is the checkpoint's, not a choice: Context-Cluster trained with `
 the May-2023 fix and with ``similarity`` (``sim.sum``, Eq. 1 of the paper) since; openmixup trains with
 ``count``. Loading weights into the other normaliser moves the logits and changes predictions.
 
-The official code materialises ``[batch, centers, points, dim]`` products to do this; here the
-aggregation is an index-add and the dispatch an index-select over the ``[B * M, E]`` center table, with a
-hand-written backward, so nothing larger than the inputs is built or saved.
+The official code materialises ``[batch, centers, points, dim]`` products to do this; here nothing larger
+than the inputs is built or saved, with a hand-written backward. Two paths compute the same result:
+
+- **index** (inference, or many centers): the aggregation is an index-add and the dispatch an index-select
+  over the ``[B * M, E]`` center table. It builds no ``[B, N, M]`` tensor, and its matrix products are the
+  official code's (the similarity), so the counted MACs are the official ones.
+- **dense** (training with at most ``DENSE_MAX_CENTERS`` centers): the one-hot weights
+  ``w_nm = s_n [m = m(n)]`` as a ``[B, N, M]`` tensor (the backward builds them too), the aggregation
+  ``w^T v`` and the dispatch ``w g`` as batched products; with a few centers per set (image regions: 4,
+  kNN groups: 1) a batched product over tiny sets is several times faster than an index-add over their
+  rows. The weights are rebuilt in backward rather than saved: one scatter, and the backward's peak
+  memory (the input gradients being allocated) stays without them.
 """
 
 from __future__ import annotations
@@ -81,6 +90,20 @@ def cosine_similarity_to_centers(points: torch.Tensor, centers: torch.Tensor) ->
 
 
 _NORMALIZE_EPS = 1e-12  # F.normalize's default, as in the official code
+DENSE_MAX_CENTERS = 16  # the dense path's limit: its [B, N, M] weights stay below the values' size for M < E
+PATHS = ("auto", "index", "dense")
+
+
+def _center_rows(assignment: torch.Tensor, m: int) -> torch.Tensor:
+    """``[B * N]`` row of each point's center in a ``[B * M, *]`` table of all sets' centers."""
+    b = assignment.shape[0]
+    return (assignment + torch.arange(0, b * m, m, device=assignment.device).unsqueeze(-1)).view(-1)
+
+
+def _gather_rows(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``table [B, M, X]`` -> ``[B, N, X]``: each point's center row, a new tensor."""
+    b, m, x = table.shape
+    return table.reshape(b * m, x).index_select(0, rows).view(b, -1, x)
 
 
 class _ContextCluster(torch.autograd.Function):
@@ -93,7 +116,7 @@ class _ContextCluster(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, points, values, centers, value_centers, alpha, beta, count):  # type: ignore[override]
+    def forward(ctx, points, values, centers, value_centers, alpha, beta, count, dense):  # type: ignore[override]
         with torch.autocast(points.device.type, enabled=False):
             sim_dtype = torch.promote_types(points.dtype, torch.float32)
             p, c = points.to(sim_dtype), centers.to(sim_dtype)
@@ -108,17 +131,25 @@ class _ContextCluster(torch.autograd.Function):
             del cos
             b, n, e = values.shape
             m = value_centers.shape[1]
-            # Aggregate and dispatch by rows of the [B * M, E] center table (index_add / index_select);
-            # a one-hot matmul would also add MACs that the official models do not have.
-            rows = (assignment + torch.arange(0, b * m, m, device=assignment.device).unsqueeze(-1)).view(-1)
-            weighted = (values * sim_out.unsqueeze(-1)).reshape(b * n, e)
-            numerator = value_centers.reshape(b * m, e).index_add(0, rows, weighted)
-            del weighted
             members = torch.ones_like(sim_out) if count else sim_out
-            denominator = values.new_ones(b * m).index_add_(0, rows, members.view(-1))
-            aggregated = numerator.div_(denominator.unsqueeze(-1)).view(b, m, e)
-            denominator = denominator.view(b, m)
-            out = aggregated.view(b * m, e).index_select(0, rows).view(b, n, e).mul_(sim_out.unsqueeze(-1))
+            if dense:
+                weight = values.new_zeros(b, n, m).scatter_(-1, index, sim_out.unsqueeze(-1))
+                numerator = torch.baddbmm(value_centers, weight.transpose(1, 2), values)
+                denominator = values.new_ones(b, m).scatter_add_(-1, assignment, members)  # [B, M]
+                aggregated = numerator.div_(denominator.unsqueeze(-1))
+                out = torch.bmm(weight, aggregated)
+                del weight
+            else:
+                # Aggregate and dispatch by rows of the [B * M, E] center table (index_add / index_select);
+                # a one-hot matmul would also add MACs that the official models do not have.
+                rows = _center_rows(assignment, m)
+                weighted = (values * sim_out.unsqueeze(-1)).reshape(b * n, e)
+                numerator = value_centers.reshape(b * m, e).index_add(0, rows, weighted)
+                del weighted
+                denominator = values.new_ones(b * m).index_add_(0, rows, members.view(-1))
+                aggregated = numerator.div_(denominator.unsqueeze(-1)).view(b, m, e)
+                denominator = denominator.view(b, m)
+                out = _gather_rows(aggregated, rows).mul_(sim_out.unsqueeze(-1))
         ctx.save_for_backward(
             points, values, centers, c_hat, c_len, alpha, sim, sim_out, assignment, p_len, cos_chosen,
             aggregated, denominator,
@@ -143,8 +174,11 @@ class _ContextCluster(torch.autograd.Function):
             # den_m = 1 + sum s_n ("similarity") or 1 + count_m ("count": no gradient to s)
             grad_numerator = torch.bmm(weight.transpose(1, 2), grad_out).div_(denominator.unsqueeze(-1))
             grad_denominator = (grad_numerator * aggregated).sum(-1).neg_()  # [B, M]
-            grad_values = torch.bmm(weight, grad_numerator)
             del weight  # frees a [B, N, M] buffer before the next one is allocated
+            rows = _center_rows(assignment, centers.shape[1])
+            # Per point, the row of its center (index_select of rows): no [B, N, M] buffer alive with the
+            # two [B, N, *] input gradients, where the backward's memory peaks.
+            grad_values = _gather_rows(grad_numerator, rows).mul_(sim_out.unsqueeze(-1))
             # dL/ds_n = <G_n, g_m(n)> + <v_n, dnum_m(n)> + dden_m(n): computed for all m, then picked.
             grad_sim_all = torch.bmm(grad_out, aggregated.transpose(1, 2))
             grad_sim_all.baddbmm_(values, grad_numerator.transpose(1, 2))
@@ -157,23 +191,24 @@ class _ContextCluster(torch.autograd.Function):
             grad_logit = grad_sim.mul_(sim * (1.0 - sim))  # through the sigmoid
             grad_beta = grad_logit.sum().reshape(ctx.beta_shape)
             grad_alpha = (grad_logit * cos_chosen).sum().reshape(alpha.shape)
-            grad_cos = grad_logit * alpha  # [B, N]; cos enters only at m(n)
+            grad_cos = grad_logit.mul_(alpha)  # [B, N]; cos enters only at m(n)
             # cos = <p, c_hat> / r with r = max(|p|, eps); clamp_min passes no gradient below eps:
-            # dL/dp = dcos * (c_hat / r - cos * p / (r * |p|) * [|p| >= eps])
+            # dL/dp = dcos / r * (c_hat - cos * p / |p| * [|p| >= eps]). In place on [B, N] temporaries:
+            # the input gradients below are where the backward's memory peaks.
             p = points.to(c_hat.dtype)
             p_norm = p_len.clamp_min(_NORMALIZE_EPS)
-            scaled = c_hat.new_zeros(*assignment.shape, centers.shape[1]).scatter_(
-                -1, index, (grad_cos / p_norm).unsqueeze(-1)
-            )  # [B, N, M]
-            grad_points = torch.bmm(scaled, c_hat)
-            radial = grad_cos * cos_chosen * (p_len >= _NORMALIZE_EPS) / p_norm.square()
-            grad_points.addcmul_(p, radial.neg_().unsqueeze(-1))
+            tangential = grad_cos.div_(p_norm).unsqueeze(-1)  # dcos / r
+            radial = (tangential.squeeze(-1) * cos_chosen).mul_(p_len >= _NORMALIZE_EPS).div_(p_norm).neg_()
+            del p_norm
+            scaled = c_hat.new_zeros(*assignment.shape, centers.shape[1]).scatter_(-1, index, tangential)
             grad_c_hat = torch.bmm(scaled.transpose(1, 2), p)  # [B, M, D]
+            del scaled
+            grad_points = _gather_rows(c_hat, rows).mul_(tangential).addcmul_(p, radial.unsqueeze(-1))
             radial_c = (grad_c_hat * c_hat).sum(-1, keepdim=True) * (c_len >= _NORMALIZE_EPS)
             grad_centers = (grad_c_hat - c_hat * radial_c) / c_len.clamp_min(_NORMALIZE_EPS)
         return (
             grad_points.to(points.dtype), grad_values, grad_centers.to(centers.dtype), grad_numerator,
-            grad_alpha.to(alpha.dtype), grad_beta.to(ctx.beta_dtype), None,
+            grad_alpha.to(alpha.dtype), grad_beta.to(ctx.beta_dtype), None, None,
         )  # fmt: skip
 
 
@@ -185,16 +220,29 @@ def context_cluster(
     alpha: torch.Tensor,
     beta: torch.Tensor,
     aggregation: Aggregation = "similarity",
+    path: str = "auto",
 ) -> ClusterResult:
     """Cluster ``points [B, N, D]`` around ``centers [B, M, D]`` and dispatch aggregated ``values [B, N, E]``.
 
     ``value_centers [B, M, E]`` are the centers' own values (e.g. pooled like the centers);
     ``alpha``/``beta`` are the learnable scalars of the similarity; ``aggregation`` the normaliser of the
     aggregate (``"similarity"`` or ``"count"``, see the module docstring). Heads and regions are folded
-    into B by the caller. Differentiable once (no double backward).
+    into B by the caller. Differentiable once (no double backward). ``path``: ``"auto"`` takes the dense
+    path when a gradient will be needed and ``M <= DENSE_MAX_CENTERS``, else the index path (module
+    docstring); ``"index"`` or ``"dense"`` force one (same results).
     """
     check_cluster_inputs(points, values, centers, value_centers)
     check_aggregation(aggregation)
+    if path not in PATHS:
+        raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+    if path == "auto":
+        training = torch.is_grad_enabled() and any(
+            t.requires_grad for t in (points, values, centers, value_centers, alpha, beta)
+        )
+        dense = training and centers.shape[1] <= DENSE_MAX_CENTERS
+    else:
+        dense = path == "dense"
+    count = aggregation == "count"
     return ClusterResult(
-        *_ContextCluster.apply(points, values, centers, value_centers, alpha, beta, aggregation == "count")
+        *_ContextCluster.apply(points, values, centers, value_centers, alpha, beta, count, dense)
     )

@@ -3,6 +3,11 @@
 A feature map ``[B, C, H, W]`` is a set of ``H * W`` points. Region partition folds it into
 ``fh * fw`` independent sets (clustering is then local to each region); grid proposals pool each
 set to ``ph x pw`` centers. Point order within a set is row-major over (H, W), as in the official code.
+
+The mixers work on channels-last maps ``[B, H, W, C]``: :func:`split_region_sets` cuts them into contiguous
+point sets ``[B * heads * regions, N, E]`` in one copy, :func:`merge_region_sets` puts them back and
+:func:`set_centers` pools the centers from the sets themselves. :func:`fold_regions` and
+:func:`grid_centers` are the same partition and pooling on ``[B, C, H, W]`` maps.
 """
 
 from __future__ import annotations
@@ -53,6 +58,35 @@ def grid_to_points(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(2).transpose(1, 2)
 
 
-def points_to_grid(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``[B, H * W, C]`` -> ``[B, C, H, W]``."""
-    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], *size)
+def split_region_sets(x: torch.Tensor, heads: int, folds: tuple[int, int]) -> torch.Tensor:
+    """Channels-last ``[B, H, W, heads * E]`` -> point sets ``[B * heads * fh * fw, N, E]``, one copy.
+
+    The sets are ordered ``(b, head, region)`` with regions row-major and the ``N = (H / fh) * (W / fw)``
+    points row-major within each region, as :func:`fold_regions` orders them after the official head split.
+    """
+    fh, fw = folds
+    b, h, w, c = x.shape
+    x = x.reshape(b, fh, h // fh, fw, w // fw, heads, c // heads).permute(0, 5, 1, 3, 2, 4, 6)
+    return x.reshape(b * heads * fh * fw, (h // fh) * (w // fw), c // heads)
+
+
+def merge_region_sets(
+    x: torch.Tensor, heads: int, folds: tuple[int, int], size: tuple[int, int]
+) -> torch.Tensor:
+    """Inverse of :func:`split_region_sets`: ``[B * heads * fh * fw, N, E]`` -> ``[B, H, W, heads * E]``."""
+    fh, fw = folds
+    h, w = size
+    e = x.shape[-1]
+    x = x.reshape(-1, heads, fh, fw, h // fh, w // fw, e).permute(0, 2, 4, 3, 5, 1, 6)
+    return x.reshape(-1, h, w, heads * e)
+
+
+def set_centers(sets: torch.Tensor, region: tuple[int, int], proposals: tuple[int, int]) -> torch.Tensor:
+    """Centers ``[..., ph * pw, E]`` of point sets ``[..., N, E]`` laid out row-major on a ``region`` grid.
+
+    :func:`grid_centers` (adaptive average pooling) on the channels-last view of the sets: no copy of them.
+    """
+    *lead, _, e = sets.shape
+    grid = sets.reshape(-1, *region, e).permute(0, 3, 1, 2)
+    pooled = F.adaptive_avg_pool2d(grid, proposals)  # channels-last in, channels-last out
+    return pooled.permute(0, 2, 3, 1).reshape(*lead, -1, e)

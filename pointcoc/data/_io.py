@@ -11,6 +11,10 @@ from pathlib import Path
 import numpy as np
 
 
+class SplitError(ValueError):
+    """A split name the dataset does not have (callers add which setting chose it)."""
+
+
 def require_dir(path: str | Path, what: str, hint: str) -> Path:
     """``path`` as a Path, or FileNotFoundError saying what was expected there and how to get it."""
     path = Path(path).expanduser()
@@ -37,22 +41,27 @@ def read_h5(path: Path, keys: tuple[str, ...], hint: str) -> dict[str, np.ndarra
 
     try:
         with h5py.File(path, "r") as f:
-            missing = [k for k in keys if k not in f]
-            if missing:
-                raise ValueError(
-                    f"{path} lacks the key(s) {missing} (has {sorted(f.keys())}); "
-                    f"this is not a file of the expected layout: {hint}"
-                )
-            return {k: np.asarray(f[k][()]) for k in keys}
-    except OSError as exc:
+            names = sorted(f.keys())
+            missing = [k for k in keys if not isinstance(f.get(k), h5py.Dataset)]
+            arrays = {} if missing else {k: np.asarray(f[k][()]) for k in keys}
+    # h5py reports a damaged file as any of these, depending on which structure the damage hit
+    except (OSError, KeyError, RuntimeError, TypeError, ValueError) as exc:
         raise ValueError(
             f"{path} is not a readable HDF5 file (truncated or corrupt: {_first_line(exc)}); {hint}"
         ) from None
+    if missing:
+        raise ValueError(
+            f"{path} lacks the dataset(s) {missing} (has {names}); this is not a file of the expected "
+            f"layout: {hint}"
+        )
+    return arrays
 
 
 def check_labels(labels: np.ndarray, num_classes: int, source: Path, hint: str) -> np.ndarray:
     """Flatten labels to int64 and require ``0 <= label < num_classes``."""
     labels = np.asarray(labels).reshape(-1)
+    if labels.dtype.kind not in "iuf":
+        raise ValueError(f"{source} holds labels of type {labels.dtype}, expected integers; {hint}")
     if labels.size and (not np.issubdtype(labels.dtype, np.integer)):
         if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
             raise ValueError(f"{source} holds non-integer labels; {hint}")
@@ -69,6 +78,8 @@ def check_labels(labels: np.ndarray, num_classes: int, source: Path, hint: str) 
 def check_points(points: np.ndarray, source: Path, num_points: int | None, hint: str) -> np.ndarray:
     """Require float ``[S, P, 3+]`` finite coordinates with at least ``num_points`` points per shape."""
     points = np.asarray(points)
+    if points.dtype.kind not in "iuf":
+        raise ValueError(f"{source} holds point data of type {points.dtype}, expected numbers; {hint}")
     if points.ndim != 3 or points.shape[-1] < 3:
         raise ValueError(
             f"{source} holds point data of shape {list(points.shape)}, expected [shapes, points, 3]; {hint}"

@@ -66,18 +66,22 @@ def build_dataset(
         if name == "procedural":
             return ProceduralShapes(split, num_points, transform, **kwargs)
         if root is None:
-            raise ValueError(f"dataset {name!r} needs a root folder (data.root)")
+            raise ValueError(_no_root(name))
         if POINT_DATASETS[name] is ModelNetH5:
             kwargs.setdefault("dataset", name)
         return POINT_DATASETS[name](root, split=split, num_points=num_points, transform=transform, **kwargs)
     if name == "digits":
         return Digits(split, **kwargs)
     if root is None:
-        raise ValueError(f"dataset {name!r} needs a root folder (data.root)")
+        raise ValueError(_no_root(name))
     if name == "mnist":
         return MNIST(root, split, **kwargs)
     folder = Path(root) / split  # imagefolder, the one name left
     return ImageFolder(folder if folder.is_dir() else root, train=augment, **kwargs)
+
+
+def _no_root(name: str) -> str:
+    return f"dataset {name!r} needs a root folder (data.root): give it with --set data.root=DIR"
 
 
 def build_loader(

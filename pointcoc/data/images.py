@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from ._io import require_dir
+from ._io import SplitError, require_dir
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 MNIST_HINT = "fetch it with `python -m datasets.mnist --root DIR`"
@@ -222,7 +223,7 @@ def read_idx(path: Path) -> np.ndarray:
     try:
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise ValueError(f"{path} is a corrupt or truncated gzip file ({exc}); {MNIST_HINT}") from None
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] != 0x08:
         raise ValueError(f"{path} is not an unsigned-byte idx file (bad magic number); {MNIST_HINT}")
@@ -244,7 +245,7 @@ MNIST_PREFIX = {"train": "train-", "test": "t10k-", None: ""}
 def mnist_files(root: str | Path, split: str | None) -> tuple[Path, Path]:
     """``{prefix}images-idx3-ubyte[.gz]`` and labels; ``split=None`` takes an unprefixed pair."""
     if split not in MNIST_PREFIX:
-        raise ValueError(
+        raise SplitError(
             f"MNIST split must be 'train', 'test' or None (an unprefixed file pair), got {split!r}"
         )
     root = require_dir(root, "MNIST", MNIST_HINT)
@@ -293,7 +294,7 @@ class Digits(TensorImages):
         from sklearn.datasets import load_digits
 
         if split not in DIGITS_FRACTIONS:
-            raise ValueError(f"digits split must be one of {sorted(DIGITS_FRACTIONS)}, got {split!r}")
+            raise SplitError(f"digits split must be one of {sorted(DIGITS_FRACTIONS)}, got {split!r}")
         digits = load_digits()
         order = np.random.default_rng(seed).permutation(len(digits.target))
         lo, hi = (round(f * len(order)) for f in DIGITS_FRACTIONS[split])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import check_labels, check_points, read_h5, read_lines, require_dir, require_file
+from ._io import SplitError, check_labels, check_points, read_h5, read_lines, require_dir, require_file
 from .point_dataset import PointCloudDataset
 from .point_transforms import PointTransform
 
@@ -115,7 +115,7 @@ class ScanObjectNN(PointCloudDataset):
                 f"unknown ScanObjectNN variant {variant!r}; choose from {sorted(SCANOBJECTNN_VARIANTS)}"
             )
         if split not in ("train", "test"):
-            raise ValueError(f"ScanObjectNN has splits 'train' and 'test', got {split!r}")
+            raise SplitError(f"ScanObjectNN has splits 'train' and 'test', got {split!r}")
         folder, suffix = SCANOBJECTNN_VARIANTS[variant]
         if variant.startswith("PB") and not background:
             folder = "main_split_nobg"

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ._io import SplitError
 from .mesh import normalize_unit_sphere, sample_surface
 from .point_dataset import PointCloudDataset
 from .point_transforms import PointTransform
@@ -200,7 +201,7 @@ def generate(
     sample and a split does not change when another split's size does.
     """
     if split not in SPLITS:
-        raise ValueError(f"procedural split must be one of {sorted(SPLITS)}, got {split!r}")
+        raise SplitError(f"procedural split must be one of {sorted(SPLITS)}, got {split!r}")
     per_class = per_class or DEFAULT_PER_CLASS[split]
     num_classes = classes or len(CLASSES)
     if not 2 <= num_classes <= len(CLASSES):

@@ -5,7 +5,8 @@ trained model a checkpoint holds), data.py (splits, batch preparation, loss targ
 DataLoader), optim.py (optimiser, schedule), state.py (``TrainState``: what a checkpoint restores),
 trainer.py (``train_one_epoch``, ``train``: selection, resume), callbacks.py (epoch hooks, TensorBoard
 scalars), evaluate.py (``predict``, ``evaluate``, ``vote``, the ``test`` command), metrics.py, checkpoint.py,
-distributed.py (torchrun / DDP), rundir.py (environment and memory records).
+distributed.py (torchrun / DDP), rundir.py (environment and memory records), runfolder.py (what may be
+written where, one writer per run folder, the console's log).
 
 The engine imports no visualisation: ``main.py`` passes the TensorBoard cluster pictures in as a callback.
 """

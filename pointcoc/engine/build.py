@@ -8,6 +8,7 @@ model itself (``model.model_cfg``), never of its class.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,14 +75,31 @@ def build_model(config: RunConfig, num_classes: int, input_kind: InputKind | Non
 
 
 def _create(config: RunConfig, num_classes: int, kwargs: dict[str, Any]) -> nn.Module:
+    """The model; a constructor failing on the recipe's ``model.kwargs`` is refused naming them (without
+    them, the failure is a bug and raised as it is)."""
     try:
-        return create_model(config.model.name, num_classes=num_classes, **kwargs)
-    except TypeError as exc:
-        if "unexpected keyword argument" not in str(exc):
-            raise
-        if "'num_points'" in str(exc) and "num_points" not in config.model.kwargs:
+        with warnings.catch_warnings():  # refused below, with the setting to blame
+            warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
+            model = create_model(config.model.name, num_classes=num_classes, **kwargs)
+        empty = next((name for name, p in model.named_parameters() if p.numel() == 0), None)
+        if empty is not None:
+            raise ValueError(f"its parameter {empty} would be empty")
+        return model
+    except Exception as exc:
+        text = " ".join(str(exc).split())
+        unexpected = isinstance(exc, TypeError) and "unexpected keyword argument" in text
+        if unexpected and "'num_points'" in text and "num_points" not in config.model.kwargs:
             raise ValueError(_kind_error(config, "image", "points")) from None
-        raise ValueError(f"model.kwargs do not fit {config.model.name}: {exc}") from None
+        if "num_points" not in config.model.kwargs and "num_points" in kwargs and "points" in text:
+            raise ValueError(
+                f"data.num_points {kwargs['num_points']} does not fit {config.model.name}: {text[:200]}"
+            ) from None
+        if not config.model.kwargs or text.startswith("unknown model"):
+            raise
+        raise ValueError(
+            f"model.kwargs do not fit {config.model.name}: {type(exc).__name__}: {text[:200]} (model.kwargs: "
+            f"{config.model.kwargs}); see the model's constructor for its arguments"
+        ) from None
 
 
 def _kind_error(config: RunConfig, declared: str, data: str) -> str:

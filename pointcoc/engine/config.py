@@ -1,6 +1,9 @@
 """Run configuration: typed sections, YAML recipes (with ``_base_`` includes) and ``--set key=value``
 overrides with dotted keys.
 
+Relative paths (``PATH_KEYS``) in a recipe file are relative to that file's folder, and in ``--set`` to the
+current directory; both are made absolute at load, so a run's ``config.yaml`` works from anywhere.
+
 A config is assembled as plain nested dictionaries (defaults <- recipe files <- overrides, unknown keys
 refused), then converted once into a :class:`RunConfig`: every value is checked and cast to its field's type
 there, so the engine reads ``config.train.lr`` as a float and never casts again. ``to_dict()`` gives back the
@@ -11,6 +14,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -131,18 +136,34 @@ class RunConfig:
             raise ValueError(f"{source}: {exc}") from None
 
 
-# Keys that may change between a checkpoint and the run resuming from it.
-RESUMABLE_CHANGES = ("runtime", "device", "data.num_workers", "log")
-# Range checks beyond the types: (dotted key, test, what is expected)
+# Keys that may change between a checkpoint and the run resuming from it (data.root: the same data, moved).
+RESUMABLE_CHANGES = ("runtime", "device", "data.num_workers", "data.root", "log")
+# Keys holding a file system path: relative ones are resolved at load (see the module docstring).
+PATH_KEYS = ("data.root",)
+# Range checks beyond the types: (dotted key, test, what is expected); optional keys may also be null.
 _RANGES = (
+    ("seed", lambda v: v >= 0, "0 or more"),
     ("train.epochs", lambda v: v >= 1, "at least 1"),
     ("train.batch_size", lambda v: v >= 1, "at least 1"),
     ("train.eval_every", lambda v: v >= 1, "at least 1"),
+    ("train.lr", lambda v: 0 < v < math.inf, "a positive number"),
+    ("train.lr_reference_batch", lambda v: v >= 1, "at least 1"),
+    ("train.momentum", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("train.betas", lambda v: all(0 <= b < 1 for b in v), "two numbers in [0, 1)"),
+    ("train.weight_decay", lambda v: 0 <= v < math.inf, "0 or more"),
+    ("train.min_lr", lambda v: 0 <= v < math.inf, "0 or more"),
+    ("train.warmup_epochs", lambda v: 0 <= v < math.inf, "0 or more"),
+    ("train.warmup_lr", lambda v: 0 <= v < math.inf, "0 or more"),
+    ("train.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("train.grad_clip", lambda v: 0 < v < math.inf, "a positive number (or null: no clipping)"),
+    ("train.ema_decay", lambda v: 0 <= v <= 1, "in [0, 1] (or null: no EMA)"),
     ("data.num_points", lambda v: v >= 1, "at least 1"),
     ("data.val_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("data.test_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("data.num_workers", lambda v: v >= 0, "0 or more"),
     ("runtime.threads", lambda v: v >= 0, "0 or more"),
+    ("log.cluster_images_every", lambda v: v >= 0, "0 (off) or more"),
+    ("log.cluster_images", lambda v: v >= 0, "0 or more"),
 )
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
@@ -254,9 +275,10 @@ def _describe(hint: Any) -> str:
 
 def _check(config: RunConfig) -> None:
     for key, ok, expected in _RANGES:
-        section, name = key.split(".")
-        value = getattr(getattr(config, section), name)
-        if not ok(value):
+        value: Any = config
+        for part in key.split("."):
+            value = getattr(value, part)
+        if value is not None and not ok(value):
             raise ValueError(f"{key}: expected {expected}, got {value!r}")
     if config.device != "auto":
         try:
@@ -285,7 +307,13 @@ def _check(config: RunConfig) -> None:
 
 def parse_value(text: str) -> Any:
     """YAML scalar/list syntax, plus floats YAML 1.1 reads as strings (``1e-3``)."""
-    value = yaml.safe_load(text) if text.strip() else None
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ValueError(
+            f"{text!r} is not a YAML value ({problem}); quote it, or close its brackets"
+        ) from None
     if isinstance(value, str):
         try:
             return float(value)
@@ -329,7 +357,23 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--set expects key=value, got {item!r}")
-        out[key.strip()] = parse_value(text)
+        try:
+            out[key.strip()] = parse_value(text)
+        except ValueError as exc:
+            raise ValueError(f"--set {key.strip()}: {exc}") from None
+    return out
+
+
+def resolve_paths(values: dict[str, Any], base: Path) -> dict[str, Any]:
+    """``values`` (a recipe file's content, or overrides with dotted keys) with the relative paths of
+    ``PATH_KEYS`` made absolute against ``base`` (``~`` expanded); other values untouched."""
+    out = copy.deepcopy(values)
+    for key in PATH_KEYS:
+        section, name = key.split(".")
+        for holder, leaf in ((out, key), (out.get(section), name)):
+            if isinstance(holder, dict) and isinstance(holder.get(leaf), str) and holder[leaf].strip():
+                path = Path(holder[leaf]).expanduser()
+                holder[leaf] = str(path) if path.is_absolute() else os.path.abspath(base / path)
     return out
 
 
@@ -338,8 +382,19 @@ def _apply_recipe(config: dict[str, Any], path: Path, chain: tuple[Path, ...] = 
     relative to the file, applied in order), so a table row can state only what differs from its recipe.
     Open dictionaries (``*.kwargs``, ``data.image_recipe``) are replaced whole, as over the defaults."""
     if not path.is_file():
-        raise ValueError(f"config file {path} does not exist")
-    loaded = yaml.safe_load(path.read_text()) or {}
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise ValueError(f"config file {path} {what}")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ValueError(f"{path} is not valid YAML{where}: {problem}; fix the file") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not a text file (not UTF-8); give a YAML recipe") from None
+    if loaded is None:
+        raise ValueError(f"config file {path} is empty; give a recipe, e.g. experiments/configs/default.yaml")
     if not isinstance(loaded, dict):
         raise ValueError(f"{path} must hold a mapping of config keys, got {type(loaded).__name__}")
     bases = loaded.pop("_base_", [])
@@ -352,16 +407,17 @@ def _apply_recipe(config: dict[str, Any], path: Path, chain: tuple[Path, ...] = 
                 f"{path}: _base_ file {base_path} does not exist; paths are relative to {path.parent}"
             )
         _apply_recipe(config, base_path, chain + (path.resolve(),))
-    _merge(config, loaded)
+    _merge(config, resolve_paths(loaded, path.resolve().parent))
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Defaults <- the YAML file (after its ``_base_`` files) <- overrides; unknown keys are refused, and
-    every value is checked against its key's type (one error naming the key)."""
+    every value is checked against its key's type (one error naming the key). Relative paths resolve against
+    the file's folder (in the file) or the current directory (in ``overrides``)."""
     config = defaults()
     if path is not None:
         _apply_recipe(config, Path(path))
-    for key, value in parse_overrides(overrides).items():
+    for key, value in resolve_paths(parse_overrides(overrides), Path.cwd()).items():
         set_dotted(config, key, value)
     return _convert_section(RunConfig, config, "")
 

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from ..data import PointCloudDataset, build_dataset
+from ..data._io import SplitError
 from ..data.factory import is_image_dataset
 from ..data.image_augment import ImageEvalTransform, ImageTrainAugment, smooth_one_hot
 from ..models.model_cfg import InputKind
@@ -36,7 +37,15 @@ class RunData:
 
 
 def _run_data(train: Dataset, val: Dataset, test: Dataset | None) -> RunData:
-    """The datasets, with the class names and input kind their (underlying) training set declares."""
+    """The datasets, with the class names and input kind their (underlying) training set declares; an empty
+    one is refused naming the setting that chose it."""
+    parts = ((train, "data.train_split", "data.train_split"), (val, "data.val_split", "data.val_fraction"),
+             (test, "data.split", "data.test_fraction"))  # fmt: skip
+    for dataset, split_key, fraction_key in parts:
+        if dataset is not None and len(dataset) == 0:  # type: ignore[arg-type]
+            if isinstance(dataset, Subset):
+                raise ValueError(f"{fraction_key}: the part held out is empty; raise it or use more data")
+            raise ValueError(f"{split_key}: the split holds no samples; check the data")
     probe = train.dataset if isinstance(train, Subset) else train
     kind: InputKind = "points" if isinstance(probe, PointCloudDataset) else "image"
     return RunData(train, val, test, list(probe.classes), kind)  # type: ignore[attr-defined]
@@ -82,20 +91,40 @@ def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return np.divide(len(labels), num_classes * counts, out=np.zeros(num_classes), where=counts > 0)
 
 
-def make_dataset(data: DataConfig, split: str | None, augment: bool) -> Dataset:
+def make_dataset(data: DataConfig, key: str, augment: bool) -> Dataset:
+    """The dataset of the split the config ``key`` names (``data.split``, ...), its first item drawn once
+    (random state kept) so that ``data.kwargs`` a dataset or its transform cannot take are refused here,
+    naming them, rather than in a loader's worker."""
+    split = getattr(data, key.split(".")[1])
     extra = {}
     if augment and is_image_dataset(data.name):  # timm crops each image in the loader workers
         extra["crop"] = data.recipe().train_crop()
-    return build_dataset(
-        data.name, data.root, split, num_points=data.num_points, augment=augment, **data.kwargs, **extra
-    )
+    try:
+        dataset = build_dataset(
+            data.name, data.root, split, num_points=data.num_points, augment=augment, **data.kwargs, **extra
+        )
+        with torch.random.fork_rng(devices=[]):
+            if len(dataset):  # type: ignore[arg-type]
+                dataset[0]
+        return dataset
+    except SplitError as exc:
+        raise ValueError(f"{key}: {exc}") from None
+    except (ValueError, OSError):  # ours name the file or key already
+        raise
+    except Exception as exc:
+        if not data.kwargs:
+            raise
+        text = " ".join(str(exc).split())[:200]
+        raise ValueError(
+            f"data.kwargs do not fit {data.name}: {type(exc).__name__}: {text} (data.kwargs: {data.kwargs})"
+        ) from None
 
 
 def voting_views(data: DataConfig, test: Dataset) -> Dataset:
     """The test set again, with the training augmentation (for test-time voting; point sets only)."""
     if isinstance(test, Subset):
-        return Subset(make_dataset(data, data.train_split, True), test.indices)
-    return make_dataset(data, data.split, True)
+        return Subset(make_dataset(data, "data.train_split", True), test.indices)
+    return make_dataset(data, "data.split", True)
 
 
 def build_run_data(data: DataConfig, train: bool = True, protocol: str = "heldout") -> RunData:
@@ -103,18 +132,21 @@ def build_run_data(data: DataConfig, train: bool = True, protocol: str = "heldou
 
     ``protocol="official"`` trains on the validation part too and selects on the test split (``val`` is the
     test split then); the test part held out of a one-split set is the same under both protocols."""
+    if not train and data.split is not None:  # the test command: only the evaluated split is read
+        test = make_dataset(data, "data.split", False)
+        return _run_data(test, test, test)
     fractions = []
     if data.val_split is None:
         fractions.append(data.val_fraction)
     if data.split is None and data.test_fraction > 0:
         fractions.append(data.test_fraction)
-    base_eval = make_dataset(data, data.train_split, False) if fractions else None
+    base_eval = make_dataset(data, "data.train_split", False) if fractions else None
     balanced = data.holdout == "balanced"  # the config check made sure it concerns a validation part
     parts = holdout(dataset_labels(base_eval), tuple(fractions), balanced) if base_eval is not None else []
 
     test: Dataset | None = None
     if data.split is not None:
-        test = make_dataset(data, data.split, False)
+        test = make_dataset(data, "data.split", False)
     elif data.test_fraction > 0:
         test = Subset(base_eval, parts[-2].tolist())
     if not train:
@@ -125,7 +157,7 @@ def build_run_data(data: DataConfig, train: bool = True, protocol: str = "heldou
         return _run_data(test, test, test)
 
     official = protocol == "official"  # the config check made sure there is a test split
-    train_set = make_dataset(data, data.train_split, data.augment)
+    train_set = make_dataset(data, "data.train_split", data.augment)
     if fractions:
         keep = parts[-1]
         if official and data.val_split is None:  # no validation part: it is trained on
@@ -136,9 +168,19 @@ def build_run_data(data: DataConfig, train: bool = True, protocol: str = "heldou
     val = (
         Subset(base_eval, parts[0].tolist())
         if data.val_split is None
-        else make_dataset(data, data.val_split, False)
+        else make_dataset(data, "data.val_split", False)
     )
     return _run_data(train_set, val, test)
+
+
+def describe_split(data: DataConfig, dataset: Dataset) -> str:
+    """What ``dataset`` (the evaluated split of ``data``) is, in words: set, folder, split, samples."""
+    where = f"in {data.root}" if data.root is not None else "(embedded)"
+    if data.split is not None:
+        split = f"split {data.split!r}"
+    else:
+        split = f"the {data.test_fraction:g} held out of split {data.train_split!r}"
+    return f"{data.name} {where}, {split}: {len(dataset)} samples"  # type: ignore[arg-type]
 
 
 def pointmlp_targets(labels: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:

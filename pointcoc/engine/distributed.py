@@ -36,7 +36,10 @@ def local_rank() -> int:
 
 
 def is_main() -> bool:
-    return not dist.is_initialized() or dist.get_rank() == 0
+    """Rank 0, also before the process group is joined (torchrun sets ``RANK``)."""
+    if dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def all_gather_objects(obj: Any) -> list[Any]:

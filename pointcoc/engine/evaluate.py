@@ -21,11 +21,12 @@ from ..utils.serialization import load_state_dict_strict
 from .build import build_model, evaluation_weights, setup_process
 from .checkpoint import check_compatible, load_checkpoint
 from .config import RunConfig, save_config
-from .data import BatchPrep, build_run_data, voting_views
+from .data import BatchPrep, build_run_data, describe_split, voting_views
 from .distributed import ONE_PROCESS, Dist, all_gather_objects, is_main
 from .loaders import make_loader
 from .metrics import confusion, summarize, top_k_accuracy, vote_repeats
 from .rundir import environment, peak_memory, write_json
+from .runfolder import open_test_folder
 
 
 @dataclass(frozen=True)
@@ -146,19 +147,43 @@ def evaluate_checkpoint(
     votes: int = 0,
     vote_protocol: str = "ours",
     repeats: int | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on ``data.split``; with ``votes`` also the voted accuracy, reported apart:
     ``ours`` (``test_votes``: ``votes`` views of the training augmentation, one fixed draw) or ``official``
-    (``test_votes_official``: the official ModelNet40 vote, ``repeats`` times, 300 by default)."""
+    (``test_votes_official``: the official ModelNet40 vote, ``repeats`` times, 300 by default).
+
+    Writes ``out`` (config.yaml, environment.json, metrics.json, test.log): a new folder, or with
+    ``overwrite`` a previous test's; never a folder holding anything else (see :mod:`.runfolder`)."""
     if vote_protocol not in VOTE_PROTOCOLS:
         raise ValueError(f"--vote-protocol must be one of {', '.join(VOTE_PROTOCOLS)}, got {vote_protocol!r}")
     if repeats is not None and (vote_protocol != "official" or repeats < 1):
         raise ValueError("--vote-repeats takes a positive count, with --vote-protocol official")
+    out = Path(out)
+    with open_test_folder(out, overwrite):
+        return _evaluate_checkpoint(config, Path(checkpoint), out, votes, vote_protocol, repeats)
+
+
+def _evaluate_checkpoint(
+    config: RunConfig, checkpoint: Path, out: Path, votes: int, vote_protocol: str, repeats: int | None
+) -> dict[str, Any]:
     start = time.perf_counter()
     device, dist = setup_process(config)
     state = load_checkpoint(checkpoint)
     check_compatible(state, config, checkpoint, resume=False)
     run_data = build_run_data(config.data, train=False)
+    if votes > 0 and not run_data.is_points:
+        raise ValueError("--votes averages augmented point-cloud views; it is not defined for images")
+    trained_on = state.get("classes")
+    if trained_on and list(trained_on) != run_data.classes:
+        raise ValueError(
+            f"{checkpoint} was trained on {len(trained_on)} classes ({', '.join(trained_on[:4])}, ...) but "
+            f"the data has {len(run_data.classes)} ({', '.join(run_data.classes[:4])}, ...); evaluate it on "
+            "data with the same class list"
+        )
+    about = describe_split(config.data, run_data.test)
+    if is_main():
+        print(f"evaluating {checkpoint} (epoch {state['epoch']}) on {about}", flush=True)
     prep = BatchPrep(run_data, dataclasses.replace(config.data, augment=False), 0.0, device)
     model = build_model(config, len(run_data.classes), run_data.input_kind).to(device)
     load_state_dict_strict(model, evaluation_weights(state), checkpoint)
@@ -178,13 +203,12 @@ def evaluate_checkpoint(
             scores = vote(model, views, ctx, votes=votes, seed=config.seed)
             metrics["test_votes"], _ = metrics_of(*scores, run_data.classes)
             metrics["votes"] = {"views": votes, "seed": config.seed}
-    metrics["checkpoint"] = {"path": str(checkpoint), "epoch": state["epoch"]}
+    metrics["checkpoint"] = {"path": str(checkpoint.resolve()), "epoch": state["epoch"]}
+    metrics["data"] = {"evaluated": about, "samples": len(run_data.test)}  # type: ignore[arg-type]
     metrics["confusion_matrix"] = matrix.tolist()
     metrics["timing"] = {"total_s": time.perf_counter() - start}
     metrics["peak_memory"] = peak_memory(device)
     if is_main():
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
         save_config(config, out / "config.yaml")
         write_json(environment(), out / "environment.json")
         write_json(metrics, out / "metrics.json")

@@ -3,6 +3,7 @@ split), the run directory and resume."""
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +27,7 @@ from .evaluate import EvalContext, evaluate
 from .loaders import make_loader
 from .optim import total_epochs
 from .rundir import environment, peak_memory, write_json
+from .runfolder import console, open_training_folder
 from .selection import heldout_score, official_score, official_selection
 from .state import TrainState
 from .sync_bn import convert_sync_bn, distributed_record, wants_sync_bn
@@ -56,7 +58,8 @@ def train_one_epoch(
     device = prep.device
     sums = torch.zeros(2, device=device)  # loss * n and correct: kept on device, read once an epoch
     seen = 0
-    bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=desc is None)
+    bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=desc is None,
+               file=console(sys.stderr))  # fmt: skip
     for x, y in bar:
         inputs, targets = prep.train(x, y)
         with autocast(device, train.amp):
@@ -86,10 +89,18 @@ def train(
 ) -> dict[str, Any]:
     """Train per ``config`` into ``out``; returns (and writes) ``out/metrics.json``'s content.
 
-    ``callbacks`` run on the main process after the engine's own :class:`TensorBoardLog`."""
+    ``out`` is refused when it holds results (unless ``resume``) or another process writes it; the console
+    is logged to ``out/train.log`` (see :mod:`.runfolder`). Progress bars are drawn on a terminal only
+    (and with ``runtime.progress``); otherwise each epoch prints one line. ``callbacks`` run on the main
+    process after the engine's own :class:`TensorBoardLog`."""
+    out = Path(out)
+    with open_training_folder(out, resume):
+        return _train(config, out, resume, callbacks)
+
+
+def _train(config: RunConfig, out: Path, resume: bool, callbacks: Sequence[Callback]) -> dict[str, Any]:
     start = time.perf_counter()
     device, dist = setup_process(config)
-    out = Path(out)
     saved = _previous_run(config, out, resume)
     # official: run_data.val is the test split, scored and selected on every epoch
     run_data = build_run_data(config.data, protocol=config.train.protocol)
@@ -122,7 +133,8 @@ def train(
         t0 = time.perf_counter()
         loader.sampler.set_epoch(epoch)  # type: ignore[union-attr]
         torch.manual_seed(epoch_seed(config.seed, epoch, dist.rank))
-        desc = f"epoch {epoch + 1}/{epochs}" if main and config.runtime.progress else None
+        bars = main and config.runtime.progress and console(sys.stderr).isatty()
+        desc = f"epoch {epoch + 1}/{epochs}" if bars else None
         stats = train_one_epoch(state, step_model, loader, prep, config.train, desc, loss_weight)
         record = {"epoch": epoch + 1, **stats}
         state.train_seconds += time.perf_counter() - t0
@@ -233,18 +245,18 @@ def _test(
 
 
 def _previous_run(config: RunConfig, out: Path, resume: bool) -> dict[str, Any] | None:
-    """The checkpoint a resumed run continues from (checked against ``config``); never overwrites a run."""
-    last_path = out / LAST
-    if resume and not last_path.is_file():
-        raise ValueError(f"--resume: {last_path} does not exist")
+    """The checkpoint a resumed run continues from, checked against ``config``."""
     if not resume:
-        if last_path.exists():
-            raise ValueError(
-                f"{out} already holds a run; pass --resume to continue it or choose another --out"
-            )
         return None
+    last_path = out / LAST
     saved = load_checkpoint(last_path)
     check_compatible(saved, config, last_path, resume=True)
+    if is_main():
+        done, epochs = saved["epoch"], config.train.epochs
+        if done < epochs:
+            print(f"resuming from epoch {done + 1} of {epochs} ({last_path})", flush=True)
+        else:
+            print(f"{last_path}: all {epochs} epochs are done; writing the final metrics again", flush=True)
     return saved
 
 

@@ -1,6 +1,7 @@
 """Building blocks shared by the point and image models (they import only ``cluster`` and ``ops``)."""
 
 from .activations import make_activation
+from .channels_last_norm import ChannelsLastGroupNorm
 from .classifier import classifier_head
 from .cluster_mixers import (
     ClusterMixer,
@@ -17,6 +18,7 @@ from .per_stage import check_per_stage
 from .pointwise import LinearBN, PointNorm, shared_mlp
 
 __all__ = [
+    "ChannelsLastGroupNorm",
     "ClusterMixer",
     "DropPath",
     "GroupClusterMixer",

@@ -9,7 +9,7 @@ import torch.nn as nn
 
 
 class Mlp(nn.Module):
-    """``fc2(drop(act(fc1(x))))`` over channels of a ``[B, C, H, W]`` map, computed channels-last."""
+    """``fc2(drop(act(fc1(x))))`` over the channels of a channels-last map ``[B, H, W, C]``."""
 
     def __init__(self, dim: int, hidden: int, act_layer: Callable[[], nn.Module], drop: float) -> None:
         super().__init__()
@@ -19,5 +19,4 @@ class Mlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.drop(self.act(self.fc1(x.permute(0, 2, 3, 1))))
-        return self.drop(self.fc2(x).permute(0, 3, 1, 2))
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))

@@ -22,7 +22,7 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from ..cluster import Aggregation, unfold_regions
-from ..layers import ClusterMixer, DropPath, Mlp, RegionClusterMixer, check_per_stage
+from ..layers import ChannelsLastGroupNorm, ClusterMixer, DropPath, Mlp, RegionClusterMixer, check_per_stage
 from ..utils.constants import IMAGENET_CROP_PCT, IMAGENET_MEAN, IMAGENET_STD
 from .capture import BlockClusters, CapturesClusters, StageClusters, take_result
 from .model_cfg import ModelCfg
@@ -41,7 +41,12 @@ class PointReducer(nn.Module):
 
 
 class ClusterBlock(nn.Module):
-    """``x + ls1 * drop_path(mixer(GN(x)))`` then ``x + ls2 * drop_path(mlp(GN(x)))``."""
+    """``x + ls1 * drop_path(mixer(GN(x)))`` then ``x + ls2 * drop_path(mlp(GN(x)))``.
+
+    Takes and returns ``[B, C, H, W]`` maps but computes on their channels-last view ``[B, H, W, C]``: norms,
+    mixer, MLP and residuals then need no transposes when the map is channels-last in memory, as
+    :class:`ContextCluster` keeps it.
+    """
 
     def __init__(
         self,
@@ -61,7 +66,7 @@ class ClusterBlock(nn.Module):
         aggregation: Aggregation = "similarity",
     ) -> None:
         super().__init__()
-        self.norm1 = nn.GroupNorm(1, dim)
+        self.norm1 = ChannelsLastGroupNorm(1, dim)
         self.token_mixer = RegionClusterMixer(
             dim,
             dim,
@@ -73,7 +78,7 @@ class ClusterBlock(nn.Module):
             head_dim=head_dim,
             aggregation=aggregation,
         )
-        self.norm2 = nn.GroupNorm(1, dim)
+        self.norm2 = ChannelsLastGroupNorm(1, dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer, drop)
         self.drop_path = DropPath(drop_path)
         if use_layer_scale:
@@ -82,13 +87,20 @@ class ClusterBlock(nn.Module):
         else:
             self.layer_scale_1 = self.layer_scale_2 = None
 
-    @staticmethod
-    def _scaled(scale: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
-        return x if scale is None else scale.reshape(-1, 1, 1) * x
+    def _residual(self, x: torch.Tensor, scale: torch.Tensor | None, branch: torch.Tensor) -> torch.Tensor:
+        if scale is None:
+            return x + self.drop_path(branch)
+        if self.drop_path.p == 0.0 or not self.training:
+            return torch.addcmul(x, scale, branch)  # x + scale * branch in one pass
+        return x + self.drop_path(scale * branch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self._scaled(self.layer_scale_1, self.token_mixer(self.norm1(x))))
-        return x + self.drop_path(self._scaled(self.layer_scale_2, self.mlp(self.norm2(x))))
+        x = x.permute(0, 2, 3, 1)
+        # The mixer is called as a module (its hooks record assignments) on the [B, C, H, W] view: no copy.
+        mixed = self.token_mixer(self.norm1(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        x = self._residual(x, self.layer_scale_1, mixed)
+        x = self._residual(x, self.layer_scale_2, self.mlp(self.norm2(x)))
+        return x.permute(0, 3, 1, 2)
 
 
 class ContextCluster(CapturesClusters, nn.Module):
@@ -234,7 +246,8 @@ class ContextCluster(CapturesClusters, nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         """Last stage's map (``[B, C, H/32, W/32]`` for the official variants) before the head's norm;
         with ``fork_feat`` the list of every stage's normalised output."""
-        x = self.patch_embed(self._with_positions(x))
+        # Channels-last from here on: the convolutions keep that layout and the blocks compute on it.
+        x = self.patch_embed(self._with_positions(x).contiguous(memory_format=torch.channels_last))
         outs = []
         recompute = self.grad_checkpointing and torch.is_grad_enabled()
         for idx, module in enumerate(self.network):

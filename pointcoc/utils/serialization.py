@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,7 +51,9 @@ def safe_load(path: str | os.PathLike, allowed_globals: Sequence[Any] = ()) -> A
     if not os.path.isfile(path):
         raise ValueError(f"checkpoint {path} is not a file")
     try:
-        with torch.serialization.safe_globals(list(allowed_globals)):
+        with torch.serialization.safe_globals(list(allowed_globals)), warnings.catch_warnings():
+            # a damaged file can look like a pickle of another protocol: refused below, not warned about
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError, RuntimeError, EOFError ... depending on the payload
         raise ValueError(f"{path} {_refusal(exc)}") from None
@@ -66,10 +69,15 @@ def _refusal(exc: Exception) -> str:
             "load; pointcoc loads tensors and plain containers only (official checkpoint files: "
             "pointcoc.compat.load_official_checkpoint)"
         )
-    found = re.search(r"failed reading zip archive: ([^.]+)", text)
+    found = re.search(r"failed reading zip archive: ([^.]+)", text) or re.search(
+        r"WeightsUnpickler error:\s*([^\n]+)",
+        text,  # the unpickler's own reason, without torch's advice
+    )
     detail = (
         found.group(1) if found else f"{type(exc).__name__} {(text.strip().splitlines() or [''])[0][:120]}"
     )
+    if "weights_only" in detail:  # torch's explanation of its loading modes, not what is wrong with the file
+        detail = f"{type(exc).__name__}: it holds more than tensors and plain containers"
     return f"is not a readable torch checkpoint (corrupt or truncated: {detail})"
 
 

@@ -3,7 +3,9 @@
 Gradio is the optional extra ``demo`` (``pip install -e ".[demo]"``) and is imported only here. The app
 binds to 127.0.0.1 unless told otherwise, refuses uploads over a size limit (Gradio's own limit and a
 check here), lists and reads only ``*.pt`` files inside the chosen checkpoint folder (names are resolved
-and checked, so ``..`` or symbolic links cannot lead out of it) and reports bad uploads in the page.
+and checked, so ``..`` or symbolic links cannot lead out of it) and reports bad uploads in the page. The
+folder is scanned again whenever the checkpoint list is opened or "rescan" is pressed, so checkpoints
+written after start-up (a run still training) appear.
 """
 
 from __future__ import annotations
@@ -51,6 +53,15 @@ class CheckpointFolder:
         return path
 
 
+def checkpoint_choices(
+    folder: CheckpointFolder, current: str | None, published: Sequence[str] = ()
+) -> tuple[list[str], str | None]:
+    """The ``published`` names and the folder's checkpoints now, and which to select: ``current`` while it
+    is still there."""
+    names = [*published, *folder.names()]
+    return names, current if current in names else (names[0] if names else None)
+
+
 def _gradio() -> Any:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a local tool
     import gradio as gr
@@ -63,12 +74,10 @@ def build_app(folder: CheckpointFolder, max_upload_mb: float, pretrained: Sequen
     ``pointcoc.list_pretrained()``) offered beside the folder's, downloaded on first use."""
     gr = _gradio()
     published = [pretrained_entry(name).name for name in pretrained]  # a typo is refused before serving
-    names = published + folder.names()
-    if not names:
-        raise ValueError(
-            f"no *.pt checkpoints under {folder.root}; train one with `main.py train --out DIR` or pass "
-            "--pretrained NAME (see `main.py pretrained`)"
-        )
+    names, first = checkpoint_choices(folder, None, published)
+    empty = (
+        f"no *.pt checkpoints under {folder.root} yet: train one there (`main.py train --out DIR`), rescan"
+    )
     limit = int(max_upload_mb * 2**20)
     html_dir = Path(tempfile.mkdtemp(prefix="pointcoc-demo-"))
 
@@ -78,12 +87,20 @@ def build_app(folder: CheckpointFolder, max_upload_mb: float, pretrained: Sequen
             return load_pretrained_model(name)
         return load_checkpoint_model(folder.path(name))
 
+    def rescan(current: str | None):
+        choices, value = checkpoint_choices(folder, current, published)
+        if not choices:
+            gr.Warning(empty)
+        return gr.update(choices=choices, value=value)
+
     def show(name: str, upload: str | None, *choices: float | None):
         # an emptied number field arrives as None: it means the field's default
         index, stage, block, head, alpha = (
             d if v is None else v for v, d in zip(choices, (0, 0, -1, 0, 0.5))
         )
         try:
+            if not name:
+                raise ValueError(empty)
             if not upload:
                 raise ValueError("upload an image or a point-cloud file first")
             path = Path(upload)
@@ -111,7 +128,10 @@ def build_app(folder: CheckpointFolder, max_upload_mb: float, pretrained: Sequen
         )
         with gr.Row():
             with gr.Column():
-                checkpoint = gr.Dropdown(names, value=names[0], label=f"checkpoint in {folder.root}")
+                with gr.Row():
+                    label = f"checkpoint in {folder.root}"
+                    checkpoint = gr.Dropdown(names, value=first, label=label, elem_id="checkpoint", scale=4)
+                    rescan_button = gr.Button("rescan", elem_id="rescan", scale=1)
                 upload = gr.File(
                     label="image or point cloud", file_types=UPLOAD_TYPES, type="filepath", elem_id="upload"
                 )
@@ -125,8 +145,10 @@ def build_app(folder: CheckpointFolder, max_upload_mb: float, pretrained: Sequen
             with gr.Column():
                 picture = gr.Image(label="clusters", format="png", interactive=False, elem_id="clusters")
                 predictions = gr.Label(num_top_classes=5, label="predictions", elem_id="predictions")
-                status = gr.Markdown(elem_id="status")
+                status = gr.Markdown("" if names else empty, elem_id="status")
                 view = gr.File(label="interactive 3D view (point clouds)", elem_id="view3d")
+        checkpoint.focus(rescan, [checkpoint], [checkpoint])
+        rescan_button.click(rescan, [checkpoint], [checkpoint])
         run.click(
             show, [checkpoint, upload, index, stage, block, head, alpha], [picture, predictions, status, view]
         )

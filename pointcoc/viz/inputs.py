@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -94,12 +95,16 @@ def _h5_sample(path: Path, index: int | None) -> np.ndarray:
 
 
 def _text_points(path: Path, rows: int) -> np.ndarray:
-    with open(path) as f:
-        first = f.readline()
     try:
-        data = np.loadtxt(path, delimiter="," if "," in first else None, max_rows=rows, ndmin=2)
-    except ValueError as exc:
-        raise ValueError(f"{path} is not rows of numbers x y z [...] ({exc}); fix or re-export it") from None
+        with open(path) as f:
+            first = f.readline()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # numpy's "input contained no data": told below
+            data = np.loadtxt(path, delimiter="," if "," in first else None, max_rows=rows, ndmin=2)
+    except ValueError as exc:  # also a file that is no text (UnicodeDecodeError)
+        what = f"{path} is not rows of numbers x y z [...]"
+        reason = " ".join(str(exc).split())[:120]
+        raise ValueError(f"{what} ({reason}); fix or re-export it") from None
     if data.shape[1] < 3 or not np.isfinite(data[:, :3]).all():
         raise ValueError(f"{path} needs finite x, y, z in its first three columns, one point per row")
     return data

@@ -1,0 +1,47 @@
+"""benchmarks.vs_official builds the official module and ours with the same weights, and they agree.
+
+Not timed: each row is built at a small input (``Row.small_shape``) and run through the benchmark's own
+agreement check (outputs, and the ``Cluster`` module's input and parameter gradients).
+"""
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks.vs_official import AGREEMENT_ATOL, ROWS, agreement, build_pair
+
+OFFICIAL = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+
+
+@pytest.fixture(scope="module")
+def code():
+    if not OFFICIAL.is_dir():
+        pytest.skip(f"official checkouts not found at {OFFICIAL}")
+    pytest.importorskip("einops", reason="the official code imports einops")
+    from benchmarks.official_code import OfficialCode
+
+    return OfficialCode(OFFICIAL)
+
+
+@pytest.mark.parametrize("key", [k for k in ROWS if k != "coc_small"])  # coc_small: coc_tiny's code path
+def test_official_and_ours_agree_in_the_benchmark_setup(code, key):
+    pair = build_pair(code, ROWS[key], small=True)
+    official, ours = pair.modules["official"], pair.modules["ours"]
+    assert sum(p.numel() for p in official.parameters()) == sum(p.numel() for p in ours.parameters())
+    diffs = agreement(pair)
+    assert set(diffs) == ({"output", "gradients"} if ROWS[key].kind == "module" else {"output"})
+    assert max(diffs.values()) <= AGREEMENT_ATOL, diffs
+
+
+def test_agreement_sees_a_difference(code):
+    pair = build_pair(code, ROWS["cluster_s1"], small=True)
+    with __import__("torch").no_grad():
+        pair.modules["ours"].proj.bias.add_(1e-3)
+    diffs = agreement(pair)
+    assert diffs["output"] > AGREEMENT_ATOL
+
+
+def test_stand_ins_are_named(code):
+    # On machines without timm / pointnet2_ops the benchmark says what it substituted.
+    for stand_in in code.stand_ins:
+        assert stand_in.startswith(("timm", "pointnet2_ops"))
