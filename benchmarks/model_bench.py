@@ -28,9 +28,12 @@ from pointcoc.utils.measure import (
 )
 
 
-def default_optimizer(model: nn.Module) -> torch.optim.Optimizer:
-    """The official recipes' optimiser kind: SGD with momentum for point models, AdamW for image models."""
-    if model.model_cfg.is_points:
+def default_optimizer(model: nn.Module, points: bool | None = None) -> torch.optim.Optimizer:
+    """The official recipes' optimiser kind: SGD with momentum for point models, AdamW for image models.
+
+    ``points``: the model's kind, for modules that declare none (the official ones); default: its
+    ``model_cfg``."""
+    if model.model_cfg.is_points if points is None else points:
         return torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=2e-4)
     return torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
 

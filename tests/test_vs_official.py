@@ -45,3 +45,25 @@ def test_stand_ins_are_named(code):
     # On machines without timm / pointnet2_ops the benchmark says what it substituted.
     for stand_in in code.stand_ins:
         assert stand_in.startswith(("timm", "pointnet2_ops"))
+
+
+@pytest.mark.parametrize("key", ["cluster_s1", "coc_tiny", "pointMLP_CoC"])  # one row of each kind
+def test_every_step_the_benchmark_times_runs(code, key):
+    # The timed steps themselves (optimiser per the row's kind, official modules declaring no model_cfg).
+    from benchmarks.vs_official import steps_of
+
+    row = ROWS[key]
+    pair = build_pair(code, row, small=True)
+    for side in ("official", "ours"):
+        steps = steps_of(pair, row, side)
+        assert set(steps) == {"train", "infer"}
+        module = pair.modules[side]
+        module.zero_grad(set_to_none=True)
+        before = [p.detach().clone() for p in module.parameters()]
+        for step in steps.values():
+            step()
+        if row.kind == "module":  # forward + backward, no optimiser
+            assert all(p.grad is not None for p in module.parameters()), side
+        else:
+            changed = any(not b.equal(a) for b, a in zip(before, module.parameters()))
+            assert changed, f"{side}: the training step changed no parameter"
