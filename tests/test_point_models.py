@@ -249,3 +249,60 @@ def test_group_owner_takes_the_most_similar_group_and_marks_ungrouped_points():
     owner, best = group_owner(groups, score, num_points=6)
     assert owner.tolist() == [[[0, 2, 1, 1, 2, -1]]]
     torch.testing.assert_close(best, torch.tensor([[[0.9, 0.6, 0.7, 0.8, 0.3, 0.0]]]))
+
+
+def _train_step_grads(module: torch.nn.Module, x: torch.Tensor, grad_out: torch.Tensor):
+    module.zero_grad(set_to_none=True)
+    x = x.detach().clone().requires_grad_()
+    out = module(x)
+    out.backward(grad_out)
+    return out.detach(), x.grad, {n: p.grad for n, p in module.named_parameters()}
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_group_mixer_training_route_is_the_official_graph(heads):
+    # Training pushes v and proj through the aggregation (one head, similarity normaliser); any other
+    # cluster_op runs the official graph: both must give the same values and gradients.
+    import functools
+
+    from pointcoc.cluster import context_cluster
+    from pointcoc.layers import GroupClusterMixer
+
+    torch.manual_seed(0)
+    mixer = GroupClusterMixer(64, heads=heads).double()
+    with torch.no_grad():
+        mixer.sim_alpha.fill_(1.4)
+        mixer.sim_beta.fill_(-0.3)
+    x, grad_out = torch.randn(2, 5, 7, 64, dtype=torch.float64), torch.randn(2, 5, 7, 64, dtype=torch.float64)
+    assert mixer._through_centers(x.requires_grad_()) == (heads == 1)
+    short = _train_step_grads(mixer, x, grad_out)
+    mixer.cluster_op = functools.partial(context_cluster)  # not the operator itself: the official graph
+    assert not mixer._through_centers(x)
+    official = _train_step_grads(mixer, x, grad_out)
+    torch.testing.assert_close(short[:2], official[:2], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(short[2], official[2], rtol=1e-10, atol=1e-12)
+
+
+def test_linear_bn_forward_concat_trains_as_the_concatenation():
+    from pointcoc.layers import LinearBN
+
+    torch.manual_seed(0)
+    layer = LinearBN(6 + 4, 8, bias=True).double().train()
+    x, shared = torch.randn(3, 5, 7, 6, dtype=torch.float64), torch.randn(3, 5, 4, dtype=torch.float64)
+    grad_out = torch.randn(3, 5, 7, 8, dtype=torch.float64)
+
+    def run(concat: bool):
+        layer.zero_grad(set_to_none=True)
+        a, b = x.clone().requires_grad_(), shared.clone().requires_grad_()
+        if concat:
+            out = layer(torch.cat([a, b.unsqueeze(-2).expand(-1, -1, 7, -1)], dim=-1))
+        else:
+            out = layer.forward_concat(a, b)
+        out.backward(grad_out)
+        return out.detach(), a.grad, b.grad, layer.fc.weight.grad, layer.fc.bias.grad, layer.bn.weight.grad
+
+    torch.testing.assert_close(run(False), run(True), rtol=1e-10, atol=1e-12)
+    with torch.no_grad():  # evaluation concatenates: its products are the counted (official) ones
+        layer.eval()
+        torch.testing.assert_close(layer.forward_concat(x, shared), layer(
+            torch.cat([x, shared.unsqueeze(-2).expand(-1, -1, 7, -1)], dim=-1)), rtol=0, atol=0)  # fmt: skip

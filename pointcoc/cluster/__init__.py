@@ -1,6 +1,15 @@
 """The context-cluster operator and the ways of forming point sets and centers for it."""
 
-from .op import AGGREGATIONS, Aggregation, ClusterResult, context_cluster, cosine_similarity_to_centers
+from .op import (
+    AGGREGATIONS,
+    Aggregation,
+    ClusterCenters,
+    ClusterResult,
+    aggregate_clusters,
+    context_cluster,
+    cosine_similarity_to_centers,
+    dispatch_to_points,
+)
 from .regions import (
     fold_regions,
     grid_centers,
@@ -15,9 +24,12 @@ from .regions import (
 __all__ = [
     "AGGREGATIONS",
     "Aggregation",
+    "ClusterCenters",
     "ClusterResult",
+    "aggregate_clusters",
     "context_cluster",
     "cosine_similarity_to_centers",
+    "dispatch_to_points",
     "fold_regions",
     "grid_centers",
     "grid_to_points",

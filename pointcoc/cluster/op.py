@@ -26,6 +26,10 @@ than the inputs is built or saved, with a hand-written backward. Two paths compu
   kNN groups: 1) a batched product over tiny sets is several times faster than an index-add over their
   rows. The weights are rebuilt in backward rather than saved: one scatter, and the backward's peak
   memory (the input gradients being allocated) stays without them.
+
+:func:`aggregate_clusters` stops before the dispatch (returns ``g_m``) and :func:`dispatch_to_points` does it,
+for callers that apply a linear map to the ``M`` centers rather than to the ``N`` points (the PointMLP-CoC
+block in training, :class:`pointcoc.layers.GroupClusterMixer`); same forward and backward code.
 """
 
 from __future__ import annotations
@@ -116,7 +120,7 @@ class _ContextCluster(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, points, values, centers, value_centers, alpha, beta, count, dense):  # type: ignore[override]
+    def forward(ctx, points, values, centers, value_centers, alpha, beta, count, dense, dispatch):  # type: ignore[override]
         with torch.autocast(points.device.type, enabled=False):
             sim_dtype = torch.promote_types(points.dtype, torch.float32)
             p, c = points.to(sim_dtype), centers.to(sim_dtype)
@@ -137,7 +141,7 @@ class _ContextCluster(torch.autograd.Function):
                 numerator = torch.baddbmm(value_centers, weight.transpose(1, 2), values)
                 denominator = values.new_ones(b, m).scatter_add_(-1, assignment, members)  # [B, M]
                 aggregated = numerator.div_(denominator.unsqueeze(-1))
-                out = torch.bmm(weight, aggregated)
+                out = torch.bmm(weight, aggregated) if dispatch else aggregated
                 del weight
             else:
                 # Aggregate and dispatch by rows of the [B * M, E] center table (index_add / index_select);
@@ -149,12 +153,12 @@ class _ContextCluster(torch.autograd.Function):
                 denominator = values.new_ones(b * m).index_add_(0, rows, members.view(-1))
                 aggregated = numerator.div_(denominator.unsqueeze(-1)).view(b, m, e)
                 denominator = denominator.view(b, m)
-                out = _gather_rows(aggregated, rows).mul_(sim_out.unsqueeze(-1))
+                out = _gather_rows(aggregated, rows).mul_(sim_out.unsqueeze(-1)) if dispatch else aggregated
         ctx.save_for_backward(
             points, values, centers, c_hat, c_len, alpha, sim, sim_out, assignment, p_len, cos_chosen,
             aggregated, denominator,
         )  # fmt: skip
-        ctx.beta_shape, ctx.beta_dtype, ctx.count = beta.shape, beta.dtype, count
+        ctx.beta_shape, ctx.beta_dtype, ctx.count, ctx.dispatch = beta.shape, beta.dtype, count, dispatch
         ctx.mark_non_differentiable(assignment)
         return out, assignment, sim_out
 
@@ -167,21 +171,25 @@ class _ContextCluster(torch.autograd.Function):
         ) = ctx.saved_tensors  # fmt: skip
         with torch.autocast(points.device.type, enabled=False):
             index = assignment.unsqueeze(-1)
-            weight = values.new_zeros(*assignment.shape, centers.shape[1]).scatter_(
-                -1, index, sim_out.unsqueeze(-1)
-            )
             # out_n = s_n g_m(n),  g_m = num_m / den_m,  num_m = w_m + sum s_n v_n,
             # den_m = 1 + sum s_n ("similarity") or 1 + count_m ("count": no gradient to s)
-            grad_numerator = torch.bmm(weight.transpose(1, 2), grad_out).div_(denominator.unsqueeze(-1))
+            if ctx.dispatch:
+                weight = values.new_zeros(*assignment.shape, centers.shape[1]).scatter_(
+                    -1, index, sim_out.unsqueeze(-1)
+                )
+                grad_numerator = torch.bmm(weight.transpose(1, 2), grad_out).div_(denominator.unsqueeze(-1))
+                del weight  # frees a [B, N, M] buffer before the next one is allocated
+            else:  # grad_out is the gradient of g itself
+                grad_numerator = grad_out / denominator.unsqueeze(-1)
             grad_denominator = (grad_numerator * aggregated).sum(-1).neg_()  # [B, M]
-            del weight  # frees a [B, N, M] buffer before the next one is allocated
             rows = _center_rows(assignment, centers.shape[1])
             # Per point, the row of its center (index_select of rows): no [B, N, M] buffer alive with the
             # two [B, N, *] input gradients, where the backward's memory peaks.
             grad_values = _gather_rows(grad_numerator, rows).mul_(sim_out.unsqueeze(-1))
             # dL/ds_n = <G_n, g_m(n)> + <v_n, dnum_m(n)> + dden_m(n): computed for all m, then picked.
-            grad_sim_all = torch.bmm(grad_out, aggregated.transpose(1, 2))
-            grad_sim_all.baddbmm_(values, grad_numerator.transpose(1, 2))
+            grad_sim_all = torch.bmm(values, grad_numerator.transpose(1, 2))
+            if ctx.dispatch:
+                grad_sim_all.baddbmm_(grad_out, aggregated.transpose(1, 2))
             if not ctx.count:
                 grad_sim_all.add_(grad_denominator.unsqueeze(1))
             grad_sim = grad_sim_all.gather(-1, index).squeeze(-1).to(sim.dtype)
@@ -208,8 +216,34 @@ class _ContextCluster(torch.autograd.Function):
             grad_centers = (grad_c_hat - c_hat * radial_c) / c_len.clamp_min(_NORMALIZE_EPS)
         return (
             grad_points.to(points.dtype), grad_values, grad_centers.to(centers.dtype), grad_numerator,
-            grad_alpha.to(alpha.dtype), grad_beta.to(ctx.beta_dtype), None, None,
+            grad_alpha.to(alpha.dtype), grad_beta.to(ctx.beta_dtype), None, None, None,
         )  # fmt: skip
+
+
+def _run(
+    points: torch.Tensor,
+    values: torch.Tensor,
+    centers: torch.Tensor,
+    value_centers: torch.Tensor,
+    alpha: torch.Tensor,
+    beta: torch.Tensor,
+    aggregation: str,
+    path: str,
+    dispatch: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    check_cluster_inputs(points, values, centers, value_centers)
+    check_aggregation(aggregation)
+    if path not in PATHS:
+        raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+    if path == "auto":
+        training = torch.is_grad_enabled() and any(
+            t.requires_grad for t in (points, values, centers, value_centers, alpha, beta)
+        )
+        dense = training and centers.shape[1] <= DENSE_MAX_CENTERS
+    else:
+        dense = path == "dense"
+    count = aggregation == "count"
+    return _ContextCluster.apply(points, values, centers, value_centers, alpha, beta, count, dense, dispatch)
 
 
 def context_cluster(
@@ -231,18 +265,41 @@ def context_cluster(
     path when a gradient will be needed and ``M <= DENSE_MAX_CENTERS``, else the index path (module
     docstring); ``"index"`` or ``"dense"`` force one (same results).
     """
-    check_cluster_inputs(points, values, centers, value_centers)
-    check_aggregation(aggregation)
-    if path not in PATHS:
-        raise ValueError(f"path must be one of {PATHS}, got {path!r}")
-    if path == "auto":
-        training = torch.is_grad_enabled() and any(
-            t.requires_grad for t in (points, values, centers, value_centers, alpha, beta)
-        )
-        dense = training and centers.shape[1] <= DENSE_MAX_CENTERS
-    else:
-        dense = path == "dense"
-    count = aggregation == "count"
-    return ClusterResult(
-        *_ContextCluster.apply(points, values, centers, value_centers, alpha, beta, count, dense)
+    return ClusterResult(*_run(points, values, centers, value_centers, alpha, beta, aggregation, path, True))
+
+
+class ClusterCenters(NamedTuple):
+    aggregated: torch.Tensor  # [B, M, E] g_m, the centers' aggregated values
+    assignment: torch.Tensor  # [B, N] index of each point's center
+    similarity: torch.Tensor  # [B, N] sigmoid similarity to that center
+
+
+def aggregate_clusters(
+    points: torch.Tensor,
+    values: torch.Tensor,
+    centers: torch.Tensor,
+    value_centers: torch.Tensor,
+    alpha: torch.Tensor,
+    beta: torch.Tensor,
+    aggregation: Aggregation = "similarity",
+    path: str = "auto",
+) -> ClusterCenters:
+    """:func:`context_cluster` up to its aggregation: the centers' ``g_m``, without the dispatch to points.
+
+    ``dispatch_to_points(*aggregate_clusters(...))`` equals ``context_cluster(...).out``. The split serves
+    callers whose values are the input of a linear map (``v``, then ``proj`` after the dispatch): with
+    ``aggregation="similarity"`` g_m is a weighted mean (weights ``1`` and ``s_n``), which commutes with an
+    affine map, and the dispatch is a scaling, which commutes with a linear one, so such a caller can pass
+    its pre-projection input as the values and apply the maps to the ``M`` centers instead of the ``N``
+    points. Same arguments, paths and backward as :func:`context_cluster`.
+    """
+    return ClusterCenters(
+        *_run(points, values, centers, value_centers, alpha, beta, aggregation, path, False)
     )
+
+
+def dispatch_to_points(
+    aggregated: torch.Tensor, assignment: torch.Tensor, similarity: torch.Tensor
+) -> torch.Tensor:
+    """``out_n = s_n * g_m(n)``: ``aggregated [B, M, E]`` dispatched to the points, ``[B, N, E]``."""
+    return _gather_rows(aggregated, _center_rows(assignment, aggregated.shape[1])) * similarity.unsqueeze(-1)

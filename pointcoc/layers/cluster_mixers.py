@@ -18,7 +18,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..cluster import (
+    aggregate_clusters,
     context_cluster,
+    dispatch_to_points,
     merge_region_sets,
     padded_to_folds,
     set_centers,
@@ -193,6 +195,14 @@ class GroupClusterMixer(LinearClusterMixer):
     """Context clustering inside kNN groups ``[B, G, K, C]`` with the group mean as the one center.
 
     Residual, as in the official point block: returns ``x + proj(cluster(x))``.
+
+    Training with one head and the ``similarity`` normaliser takes a shorter route to the same function:
+    the operator aggregates ``x`` itself (:func:`pointcoc.cluster.aggregate_clusters`), and ``v`` and
+    ``proj``'s matrix run once per group on the aggregate before the dispatch, instead of once per point
+    (a third of the block's products, and two of its ``[B, G, K, *]`` tensors, are gone; the affine maps
+    commute with the weighted mean and the dispatch's scaling). Evaluation, recording, other operators
+    (``cluster_op``) and other configurations run the official graph, whose products are the MACs counted
+    and compared with the paper.
     """
 
     def __init__(
@@ -201,9 +211,33 @@ class GroupClusterMixer(LinearClusterMixer):
         super().__init__(dim, heads, head_dim or max(dim // 4, 32), aggregation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._through_centers(x):
+            return self._forward_through_centers(x)
         feats, values = self.split_heads(self.f(x)), self.split_heads(self.v(x))
         out = self.cluster(feats, values, feats.mean(1, keepdim=True), values.mean(1, keepdim=True))
         return x + self.proj(self.merge_heads(out, x.shape[:2]))
+
+    def _through_centers(self, x: torch.Tensor) -> bool:
+        training = torch.is_grad_enabled() and (x.requires_grad or self.v.weight.requires_grad)
+        return (
+            training
+            and self.heads == 1
+            and self.aggregation == "similarity"
+            and self.cluster_op is context_cluster
+            and not self.record_assignment
+        )
+
+    def _forward_through_centers(self, x: torch.Tensor) -> torch.Tensor:
+        k, dim = x.shape[-2:]
+        feats = self.f(x).reshape(-1, k, self.head_dim)
+        points = x.reshape(-1, k, dim)
+        aggregated, assignment, similarity = aggregate_clusters(
+            feats, points, feats.mean(1, keepdim=True), points.mean(1, keepdim=True),
+            self.sim_alpha, self.sim_beta, self.aggregation,
+        )  # fmt: skip
+        centers = F.linear(self.v(aggregated), self.proj.weight)  # proj(v(g)) without proj's bias
+        out = dispatch_to_points(centers, assignment, similarity).view(x.shape)
+        return out.add_(x).add_(self.proj.bias)
 
 
 class SetClusterMixer(LinearClusterMixer):

@@ -34,20 +34,21 @@ class ResidualMLP(nn.Module):
     def __init__(self, dim: int, expansion: float, bias: bool, activation: str) -> None:
         super().__init__()
         hidden = int(dim * expansion)
-        self.net1 = LinearBN(dim, hidden, bias)
+        self.net1 = LinearBN(dim, hidden, bias, activation)
         self.net2 = LinearBN(hidden, dim, bias)
         self.act = make_activation(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.net2(self.act(self.net1(x))) + x)
+        return self.act(self.net2(self.net1(x)) + x)
 
 
 class LocalGrouper(nn.Module):
     """FPS anchors + kNN groups, with PointMLP's geometric affine normalisation.
 
-    Returns the anchors ``[B, S]`` and their kNN groups ``[B, S, K]`` (indices into the ``N`` points), and
-    the grouped features ``[B, S, K, 2C (+3)]``: the normalised neighbours concatenated with the anchor's
-    own features. ``fps_skip_near_origin``: sample anchors as pointnet2_ops' kernel does (see
+    Returns the anchors ``[B, S]`` and their kNN groups ``[B, S, K]`` (indices into the ``N`` points), the
+    normalised neighbours ``[B, S, K, C (+3)]`` and the anchors' own features ``[B, S, C]``; the official
+    grouper concatenates the two (each anchor repeated K times), which :meth:`LinearBN.forward_concat`
+    does or avoids. ``fps_skip_near_origin``: sample anchors as pointnet2_ops' kernel does (see
     :func:`pointcoc.ops.farthest_point_sample`). ``fps_op`` samples them: that function, or any function of
     its ``(points, num_samples, skip_near_origin=...)`` form.
     """
@@ -74,7 +75,7 @@ class LocalGrouper(nn.Module):
 
     def forward(
         self, xyz: torch.Tensor, feats: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         anchor_idx = self.fps_op(xyz, self.samples, skip_near_origin=self.fps_skip_near_origin)
         neighbours = knn_points(gather_points(xyz, anchor_idx), xyz, self.k)
         # With xyz, gather [feats, xyz] rows from one [B, N, C + 3] table: the concat is done once on the
@@ -94,8 +95,7 @@ class LocalGrouper(nn.Module):
             std = diff.reshape(diff.shape[0], -1).std(dim=-1).reshape(-1, 1, 1, 1)
             # diff (saved by std) and diff / std (saved by the product) must stay intact; + beta saves none.
             grouped = (self.affine_alpha * (diff / (std + 1e-5))).add_(self.affine_beta)
-        anchors = anchor_feats.unsqueeze(2).expand(-1, -1, self.k, -1)
-        return anchor_idx, neighbours, torch.cat([grouped, anchors], dim=-1)
+        return anchor_idx, neighbours, grouped, anchor_feats
 
 
 class PreBlock(nn.Module):
@@ -147,8 +147,7 @@ class Stage(nn.Module):
     ) -> None:
         super().__init__()
         self.grouper = LocalGrouper(in_dim, samples, k, use_xyz, normalize, fps_skip_near_origin)
-        self.transfer = LinearBN(2 * in_dim + (3 if use_xyz else 0), out_dim, bias)
-        self.act = make_activation(activation)
+        self.transfer = LinearBN(2 * in_dim + (3 if use_xyz else 0), out_dim, bias, activation)
         self.pre = nn.Sequential(
             *[
                 PreBlock(out_dim, expansion, bias, activation, cluster, cluster_heads, aggregation)
@@ -162,8 +161,8 @@ class Stage(nn.Module):
     def forward(
         self, xyz: torch.Tensor, feats: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        anchor_idx, neighbours, grouped = self.grouper(xyz, feats)
-        grouped = self.pre(self.act(self.transfer(grouped)))
+        anchor_idx, neighbours, grouped, anchors = self.grouper(xyz, feats)
+        grouped = self.pre(self.transfer.forward_concat(grouped, anchors))
         return anchor_idx, neighbours, self.pos(grouped.amax(dim=2))
 
 
@@ -212,8 +211,7 @@ class PointMLP(PointClassifier):
             k_neighbors=k_neighbors,
             reducers=reducers,
         )
-        self.embedding = LinearBN(3, embed_dim, bias)
-        self.act = make_activation(activation)
+        self.embedding = LinearBN(3, embed_dim, bias, activation)
         stages, dim, available, self.stage_samples = [], embed_dim, num_points, []
         for i, (expand, n_pre, n_pos, k, reduce) in enumerate(
             zip(dim_expansion, pre_blocks, pos_blocks, k_neighbors, reducers)
@@ -263,7 +261,7 @@ class PointMLP(PointClassifier):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Global feature ``[B, num_features]`` (max over the last stage's points)."""
         xyz = self._validated_xyz(x)
-        feats = self.act(self.embedding(xyz))
+        feats = self.embedding(xyz)
         point_idx = None  # capturing: which input points the stage's points are (None: all of them)
         for s, stage in enumerate(self.stages):
             anchor_idx, neighbours, feats = stage(xyz, feats)
