@@ -209,3 +209,23 @@ def test_images_of_any_size_and_memory_format(name):
 def test_bad_images_are_refused(name, shape, match):
     with pytest.raises(ValueError, match=match):
         build(name)(torch.randn(*shape))
+
+
+def _autograd_nodes(t: torch.Tensor) -> set[str]:
+    seen, names, stack = set(), set(), [t.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.add(type(node).__name__)
+        stack.extend(next_fn for next_fn, _ in node.next_functions)
+    return names
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_no_in_place_op_on_a_view_in_training(name):
+    # An in-place op (an activation, a residual add_) on a view of a layer's output routes the whole
+    # gradient through CopySlices: a clone, a copy and a zero-filled as_strided per layer in backward.
+    model = build(name).train()
+    assert "CopySlices" not in _autograd_nodes(model(example(model, 2)))

@@ -23,3 +23,20 @@ def test_any_point_order_gives_the_same_output():
     xyz = torch.rand(2, 96, 3)
     with torch.no_grad():
         torch.testing.assert_close(model(xyz[:, torch.randperm(96)]), model(xyz))
+
+
+def test_shared_mlp_is_the_plain_sequence_of_its_layers():
+    from pointcoc.layers import shared_mlp
+
+    torch.manual_seed(0)
+    mlp = shared_mlp((3, 8, 16), "relu").double().train()
+    plain = torch.nn.Sequential(*mlp)  # the same modules, each applied after the other
+    x = torch.randn(2, 20, 3, dtype=torch.float64)
+    results = []
+    for module in (mlp, plain):
+        module.zero_grad(set_to_none=True)
+        out = module(x)
+        out.square().sum().backward()
+        results.append((out.detach(), [p.grad for p in module.parameters()]))
+    torch.testing.assert_close(results[0], results[1], rtol=1e-12, atol=1e-12)
+    assert list(mlp.state_dict()) == list(plain.state_dict())

@@ -236,8 +236,10 @@ class GroupClusterMixer(LinearClusterMixer):
             self.sim_alpha, self.sim_beta, self.aggregation,
         )  # fmt: skip
         centers = F.linear(self.v(aggregated), self.proj.weight)  # proj(v(g)) without proj's bias
-        out = dispatch_to_points(centers, assignment, similarity).view(x.shape)
-        return out.add_(x).add_(self.proj.bias)
+        # in place on the dispatch's own [B * G, K, C] result, then viewed: in place on a view, autograd would
+        # route the gradient through CopySlices
+        out = dispatch_to_points(centers, assignment, similarity).add_(points).add_(self.proj.bias)
+        return out.view(x.shape)
 
 
 class SetClusterMixer(LinearClusterMixer):

@@ -61,7 +61,9 @@ class SetClusterBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path(self.token_mixer(self.norm1(x), groups))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        # On rows: nn.Linear's output for a [B, N, C] input is a view, and the in-place activation on a
+        # view would route the gradient through CopySlices in backward.
+        return x + self.drop_path(self.mlp(self.norm2(x).reshape(-1, x.shape[-1])).view(x.shape))
 
 
 def spatial_groups(
