@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from pointcoc.engine.build import compile_model
 from pointcoc.models import create_model, list_models
 from pointcoc.utils.flops import count_macs
 from pointcoc.utils.measure import (
@@ -142,7 +143,7 @@ def benchmark_model(
         inputs = inputs.contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, model.num_classes, (batch,), device=dev)
     optimizer = default_optimizer(model)
-    runner = torch.compile(model) if compile else model
+    runner = compile_model(model) if compile else model
     steps = {
         "infer": make_infer_step(runner, inputs, precision),
         "train": make_train_step(runner, inputs, labels, optimizer, precision),

@@ -72,3 +72,29 @@ def test_weight_decay_skips_norms_biases_and_cluster_alpha_beta():
     skipped = {names[id(p)].rsplit(".", 1)[-1] for p in no_decay["params"]}
     assert {"sim_alpha", "sim_beta", "bias", "weight"} <= skipped  # "weight" of BatchNorm
     assert all(p.ndim >= 2 for p in decay["params"]) and no_decay["weight_decay"] == 0.0
+
+
+def test_compiled_training_step_of_a_point_model_with_several_stage_shapes():
+    # runtime.compile: each PointMLP stage runs the same code at another shape; torch's automatic
+    # dynamic-shape recompile of the second one failed in Inductor on CPU, static graphs do not.
+    import pointcoc
+    from pointcoc.engine import compile_model
+
+    torch.manual_seed(0)
+    model = pointcoc.create_model(
+        "pointmlp_coc_elite", num_classes=3, num_points=64, embed_dim=8, dim_expansion=(2, 2),
+        pre_blocks=(1, 1), pos_blocks=(1, 1), k_neighbors=(8, 8), reducers=(2, 2), drop_rate=0.0,
+    ).train()  # fmt: skip
+    x, y = torch.randn(2, 64, 3), torch.tensor([0, 2])
+    losses, grads = [], []
+    for runner in (model, compile_model(model)):
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(1)
+        loss = torch.nn.functional.cross_entropy(runner(x), y)
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append([p.grad.clone() for p in model.parameters()])
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-4, atol=1e-5)
+    # against the largest gradient: biases before a BatchNorm have none, their float noise differs
+    scale = max(g.abs().max() for g in grads[0])
+    assert max((a - b).abs().max() for a, b in zip(grads[1], grads[0])) <= 1e-3 * scale

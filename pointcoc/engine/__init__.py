@@ -11,7 +11,7 @@ written where, one writer per run folder, the console's log).
 The engine imports no visualisation: ``main.py`` passes the TensorBoard cluster pictures in as a callback.
 """
 
-from .build import TrainedModel, build_model, load_trained_model, resolve_device
+from .build import TrainedModel, build_model, compile_model, load_trained_model, resolve_device
 from .callbacks import Callback, RunContext
 from .checkpoint import load_checkpoint, save_atomic
 from .config import RunConfig, load_config, parse_overrides
@@ -28,6 +28,7 @@ __all__ = [
     "TrainState",
     "TrainedModel",
     "build_model",
+    "compile_model",
     "evaluate_checkpoint",
     "load_checkpoint",
     "load_config",

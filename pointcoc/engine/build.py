@@ -33,6 +33,16 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def compile_model(model: nn.Module) -> nn.Module:
+    """``torch.compile(model)`` with static shapes: training (``runtime.compile``) and ``main.py bench``.
+
+    A point model runs each stage's code at another shape (and an epoch's last batch at another batch size);
+    torch's automatic switch to a dynamic-shape graph on the second shape fails in Inductor on CPU
+    (torch 2.13: "Exponent must be non-negative" in a stride check), so every shape gets its own static graph.
+    """
+    return torch.compile(model, dynamic=False)
+
+
 def setup_process(config: RunConfig) -> tuple[torch.device, Dist]:
     """This process's device and place among the run's processes: joins the process group under torchrun
     (one GPU per process) and applies ``runtime.threads``."""

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..utils.amp import autocast
-from .build import build_model, evaluation_weights, run_model_cfg, setup_process
+from .build import build_model, compile_model, evaluation_weights, run_model_cfg, setup_process
 from .callbacks import Callback, RunContext, TensorBoardLog
 from .checkpoint import check_compatible, load_checkpoint, save_atomic
 from .config import RunConfig, TrainConfig, save_config
@@ -263,7 +263,7 @@ def _previous_run(config: RunConfig, out: Path, resume: bool) -> dict[str, Any] 
 def _step_model(model: nn.Module, config: RunConfig, device: torch.device, dist: Dist) -> nn.Module:
     """The module the training steps run: compiled (``runtime.compile``), wrapped in DDP with several
     processes. ``model`` itself stays the one state dicts and evaluation use."""
-    step_model: nn.Module = torch.compile(model) if config.runtime.compile else model
+    step_model: nn.Module = compile_model(model) if config.runtime.compile else model
     if dist.world > 1:
         step_model = DistributedDataParallel(
             step_model, device_ids=[device.index] if device.type == "cuda" else None
