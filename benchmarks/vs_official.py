@@ -3,7 +3,7 @@
 Run from the repository root::
 
     python -m benchmarks.vs_official --official DIR [--models ROW ...] [--device cpu|cuda] [--threads 2]
-        [--warmup 1] [--repeats 5] [--module-repeats 21] [--no-memory] [--json PATH]
+        [--warmup 1] [--repeats 5] [--module-repeats 21] [--no-memory] [--compile] [--json PATH]
 
 ``DIR`` holds clones of ma-xu/Context-Cluster and ma-xu/pointMLP-pytorch (``../shared/reference`` here); their
 model files are imported by path (:mod:`benchmarks.official_code`, which also says what it stands in for
@@ -37,6 +37,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
@@ -52,6 +53,7 @@ import torch.nn as nn  # noqa: E402
 from benchmarks.model_bench import default_optimizer  # noqa: E402
 from benchmarks.official_code import OfficialCode  # noqa: E402
 from pointcoc.compat import official_model  # noqa: E402
+from pointcoc.engine import compile_model  # noqa: E402
 from pointcoc.utils.measure import (  # noqa: E402
     MIB,
     MMAP_THRESHOLD_ENV,
@@ -278,16 +280,28 @@ def _train_step(pair: Pair, row: Row, side: str) -> tuple[Callable[[], object], 
     return make_train_step(module, pair.inputs, pair.labels, optimizer), optimizer
 
 
-def steps_of(pair: Pair, row: Row, side: str) -> dict[str, Callable[[], object]]:
-    """``{"train": ..., "infer": ...}`` of one side; the training step's optimiser is created here."""
+def steps_of(pair: Pair, row: Row, side: str, compiled: bool = False) -> dict[str, Callable[[], object]]:
+    """``{"train": ..., "infer": ...}`` of one side; the training step's optimiser is created here.
+
+    ``compiled``: our side's training step runs through ``torch.compile`` (static shapes,
+    :func:`pointcoc.engine.compile_model`, as ``runtime.compile`` trains); inference stays eager."""
+    train_pair = pair
+    if compiled and side == "ours":
+        train_pair = dataclasses.replace(
+            pair, modules={**pair.modules, side: compile_model(pair.modules[side])}
+        )
     return {
-        "train": _train_step(pair, row, side)[0],
+        "train": _train_step(train_pair, row, side)[0],
         "infer": make_infer_step(pair.modules[side], pair.inputs),
     }
 
 
-def time_row(pair: Pair, row: Row, warmup: int, repeats: int, device: str) -> dict[str, list[float]]:
-    steps = {f"{side} {mode}": fn for side in SIDES for mode, fn in steps_of(pair, row, side).items()}
+def time_row(
+    pair: Pair, row: Row, warmup: int, repeats: int, device: str, compiled: bool = False
+) -> dict[str, list[float]]:
+    steps = {
+        f"{side} {mode}": fn for side in SIDES for mode, fn in steps_of(pair, row, side, compiled).items()
+    }
     return interleaved_times(steps, warmup, repeats, torch.device(device))
 
 
@@ -407,6 +421,12 @@ def main(argv: list[str] | None = None) -> int:
         help="timed steps of the Cluster rows (steps of milliseconds)",
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="our training step through torch.compile (Inductor, static shapes; the warm-up step compiles); "
+        "inference stays eager; implies --no-memory",
+    )
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--memory-worker", nargs=2, metavar=("ROW", "SIDE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -439,6 +459,11 @@ def main(argv: list[str] | None = None) -> int:
         f"timing: {args.warmup} warm-up + {args.repeats} timed steps per side and mode "
         f"({args.module_repeats} for the Cluster rows), interleaved; "
         "medians. Peak memory: training step, one fresh process per side."
+        + (
+            " Ours: training step through torch.compile (static shapes), inference eager."
+            if args.compile
+            else ""
+        )
     )
     meter = OthersCpuMeter()
     results, failed = [], False
@@ -465,10 +490,11 @@ def main(argv: list[str] | None = None) -> int:
                 args.warmup,
                 args.module_repeats if row.kind == "module" else args.repeats,
                 args.device,
+                args.compile,
             ),
         }
         del pair
-        if not args.no_memory:
+        if not (args.no_memory or args.compile):
             result["peaks"] = {
                 s: peak_memory(args.official, key, s, args.device, args.threads) for s in SIDES
             }

@@ -98,3 +98,19 @@ def test_training_forward_and_gradients_agree_with_the_official_model(code, key)
     scale = max(g.abs().max() for g in official.values())  # biases before a BatchNorm have none
     for name, grad in grads["ours"].items():
         assert (grad - official[name]).abs().max() <= 1e-9 * scale, name
+
+
+def test_the_compiled_training_step_runs_and_matches(code):
+    # --compile: our training step through torch.compile; same gradients as the eager step.
+    import torch
+
+    from benchmarks.vs_official import steps_of
+
+    row = ROWS["cluster_s1"]
+    grads = []
+    for compiled in (False, True):
+        pair = build_pair(code, row, small=True)
+        module = pair.modules["ours"]
+        steps_of(pair, row, "ours", compiled=compiled)["train"]()
+        grads.append([p.grad.clone() for p in module.parameters()])
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-5)
