@@ -74,7 +74,7 @@ def test_weight_decay_skips_norms_biases_and_cluster_alpha_beta():
     assert all(p.ndim >= 2 for p in decay["params"]) and no_decay["weight_decay"] == 0.0
 
 
-def test_compiled_training_step_of_a_point_model_with_several_stage_shapes():
+def test_compiled_point_model_with_several_stage_shapes_trains_and_evaluates_as_eager():
     # runtime.compile: each PointMLP stage runs the same code at another shape; torch's automatic
     # dynamic-shape recompile of the second one failed in Inductor on CPU, static graphs do not.
     import pointcoc
@@ -82,10 +82,10 @@ def test_compiled_training_step_of_a_point_model_with_several_stage_shapes():
 
     torch.manual_seed(0)
     model = pointcoc.create_model(
-        "pointmlp_coc_elite", num_classes=3, num_points=64, embed_dim=8, dim_expansion=(2, 2),
-        pre_blocks=(1, 1), pos_blocks=(1, 1), k_neighbors=(8, 8), reducers=(2, 2), drop_rate=0.0,
+        "pointmlp_coc_elite", num_classes=3, num_points=128, embed_dim=8, dim_expansion=(2, 2),
+        pre_blocks=(1, 1), pos_blocks=(1, 1), k_neighbors=(16, 16), reducers=(2, 2), drop_rate=0.0,
     ).train()  # fmt: skip
-    x, y = torch.randn(2, 64, 3), torch.tensor([0, 2])
+    x, y = torch.randn(2, 128, 3), torch.tensor([0, 2])
     losses, grads = [], []
     for runner in (model, compile_model(model)):
         model.zero_grad(set_to_none=True)
@@ -98,3 +98,7 @@ def test_compiled_training_step_of_a_point_model_with_several_stage_shapes():
     # against the largest gradient: biases before a BatchNorm have none, their float noise differs
     scale = max(g.abs().max() for g in grads[0])
     assert max((a - b).abs().max() for a, b in zip(grads[1], grads[0])) <= 1e-3 * scale
+    # and evaluation (the operator's index path: its index_add failed in Inductor's CPU code generation)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(compile_model(model)(x), model(x), rtol=1e-4, atol=1e-5)

@@ -150,7 +150,9 @@ class _ContextCluster(torch.autograd.Function):
                 weighted = (values * sim_out.unsqueeze(-1)).reshape(b * n, e)
                 numerator = value_centers.reshape(b * m, e).index_add(0, rows, weighted)
                 del weighted
-                denominator = values.new_ones(b * m).index_add_(0, rows, members.view(-1))
+                # scatter_add_, not index_add_: Inductor's CPU code generation failed on the latter here
+                # (compiled inference of the point models)
+                denominator = values.new_ones(b * m).scatter_add_(0, rows, members.reshape(-1))
                 aggregated = numerator.div_(denominator.unsqueeze(-1)).view(b, m, e)
                 denominator = denominator.view(b, m)
                 out = _gather_rows(aggregated, rows).mul_(sim_out.unsqueeze(-1)) if dispatch else aggregated
