@@ -40,6 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from ..utils.autograd import grad_needed
+
 # The cluster normaliser (see the module docstring); "similarity" is today's official one.
 Aggregation = Literal["similarity", "count"]
 AGGREGATIONS: tuple[str, ...] = ("similarity", "count")
@@ -238,9 +240,7 @@ def _run(
     if path not in PATHS:
         raise ValueError(f"path must be one of {PATHS}, got {path!r}")
     if path == "auto":
-        training = torch.is_grad_enabled() and any(
-            t.requires_grad for t in (points, values, centers, value_centers, alpha, beta)
-        )
+        training = grad_needed(points, values, centers, value_centers, alpha, beta)
         dense = training and centers.shape[1] <= DENSE_MAX_CENTERS
     else:
         dense = path == "dense"

@@ -28,6 +28,7 @@ from ..cluster import (
 )
 from ..cluster.op import Aggregation, ClusterResult, check_aggregation
 from ..ops import gather_points
+from ..utils.autograd import grad_needed
 
 
 class ClusterMixer(nn.Module):
@@ -218,9 +219,8 @@ class GroupClusterMixer(LinearClusterMixer):
         return x + self.proj(self.merge_heads(out, x.shape[:2]))
 
     def _through_centers(self, x: torch.Tensor) -> bool:
-        training = torch.is_grad_enabled() and (x.requires_grad or self.v.weight.requires_grad)
         return (
-            training
+            grad_needed(x, self.v.weight)
             and self.heads == 1
             and self.aggregation == "similarity"
             and self.cluster_op is context_cluster

@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..utils.autograd import grad_needed
 from .activations import make_activation
 
 
@@ -44,7 +45,7 @@ class LinearBN(nn.Module):
         is computed once per row of ``shared``, then broadcast over K (the same function, 1 / (1 + A / S)
         of the products fewer). Evaluation concatenates, so that its products are the ones counted.
         """
-        if torch.is_grad_enabled() and self.fc.weight.requires_grad:
+        if grad_needed(x, shared, self.fc.weight):
             a = x.shape[-1]
             shared_part = F.linear(shared, self.fc.weight[:, a:], self.fc.bias).unsqueeze(-2)
             return self._norm(F.linear(x, self.fc.weight[:, :a]).add_(shared_part), self.act)
