@@ -273,6 +273,51 @@ def test_aggregate_then_dispatch_is_the_operator(path, shape, aggregation):
 
 
 @pytest.mark.parametrize("aggregation", AGGREGATIONS)
+@pytest.mark.parametrize("groups", [2, 3])
+def test_shared_values_are_the_operator_on_copies(groups, aggregation):
+    # groups blocks of sets share values (one region's input for every head): aggregating without the copies
+    # and summing the blocks' dispatches must be the operator on per-set copies of the values, summed.
+    from pointcoc.cluster import aggregate_clusters, dispatch_to_points
+
+    b, n, m, d, e = 4, 11, 3, 5, 6
+    g = torch.Generator().manual_seed(3)
+    points, centers = torch.randn(groups * b, n, d, generator=g), torch.randn(groups * b, m, d, generator=g)
+    values, value_centers = torch.randn(b, n, e, generator=g), torch.randn(b, m, e, generator=g)
+    scalars = [torch.tensor([1.3]), torch.tensor([-0.2])]
+    inputs = [t.double().requires_grad_() for t in (points, values, centers, value_centers, *scalars)]
+    scale = torch.randn(groups * b, m, 1, dtype=torch.float64, generator=g)  # a map between the halves
+
+    def shared(p, v, c, w, alpha, beta):
+        agg = aggregate_clusters(p, v, c, w, alpha, beta, aggregation, groups=groups)
+        return dispatch_to_points(agg.aggregated * scale, agg.assignment, agg.similarity, groups=groups)
+
+    def copies(p, v, c, w, alpha, beta):
+        copy = lambda t: t.repeat(groups, 1, 1)  # noqa: E731  block i of the sets uses values[i]
+        agg = aggregate_clusters(p, copy(v), c, copy(w), alpha, beta, aggregation, path="index")
+        return dispatch_to_points(agg.aggregated * scale, agg.assignment, agg.similarity).view(groups, b, n, e).sum(0)
+
+    grad_out = torch.randn(b, n, e, dtype=torch.float64, generator=g)
+    got, want = shared(*inputs), copies(*inputs)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    for a, w in zip(torch.autograd.grad(got, inputs, grad_out), torch.autograd.grad(want, inputs, grad_out)):
+        torch.testing.assert_close(a, w, rtol=1e-10, atol=1e-12)
+    few_points = [t.detach()[:, :4].clone().requires_grad_() for t in inputs[:2]]  # points, values
+    assert torch.autograd.gradcheck(shared, [*few_points, *inputs[2:]])
+
+
+def test_shared_values_reject_what_they_cannot_take():
+    from pointcoc.cluster import aggregate_clusters
+
+    p, v, c, w, alpha, beta = make_inputs(b=4)
+    with pytest.raises(ValueError, match="groups must be a positive divisor of the 4 point sets"):
+        aggregate_clusters(p, v[:1], c, w[:1], alpha, beta, groups=3)
+    with pytest.raises(ValueError, match=r"values must have shape \[B / groups, N, E\]"):
+        aggregate_clusters(p, v, c, w[:2], alpha, beta, groups=2)
+    with pytest.raises(ValueError, match="dense path"):
+        aggregate_clusters(p, v[:2], c, w[:2], alpha, beta, groups=2, path="index")
+
+
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
 @pytest.mark.parametrize("path", ["index", "dense"])
 def test_aggregate_clusters_gradcheck_float64(aggregation, path):
     from pointcoc.cluster import aggregate_clusters

@@ -29,7 +29,11 @@ than the inputs is built or saved, with a hand-written backward. Two paths compu
 
 :func:`aggregate_clusters` stops before the dispatch (returns ``g_m``) and :func:`dispatch_to_points` does it,
 for callers that apply a linear map to the ``M`` centers rather than to the ``N`` points (the PointMLP-CoC
-block in training, :class:`pointcoc.layers.GroupClusterMixer`); same forward and backward code.
+block and the image ``Cluster`` in training, :class:`pointcoc.layers.GroupClusterMixer` and
+:class:`pointcoc.layers.RegionClusterMixer`); same forward and backward code. Both take ``groups``: the
+sets come in ``groups`` blocks (e.g. one per head) whose ``i``-th sets share one set of values (one region's
+input), which then need not be copied per set; the aggregation runs as one batched product per shared set
+over all its sets' centers (dense path), and the dispatch sums those sets' outputs.
 """
 
 from __future__ import annotations
@@ -62,22 +66,28 @@ class ClusterResult(NamedTuple):
 
 
 def check_cluster_inputs(
-    points: torch.Tensor, values: torch.Tensor, centers: torch.Tensor, value_centers: torch.Tensor
+    points: torch.Tensor,
+    values: torch.Tensor,
+    centers: torch.Tensor,
+    value_centers: torch.Tensor,
+    groups: int = 1,
 ) -> None:
     if points.dim() != 3:
         raise ValueError(f"points must have shape [B, N, D], got {list(points.shape)}")
     b, n, d = points.shape
+    if groups < 1 or b % groups:
+        raise ValueError(f"groups must be a positive divisor of the {b} point sets, got {groups}")
+    bv, shared = b // groups, "B" if groups == 1 else "B / groups"
     e = values.shape[-1] if values.dim() == 3 else -1
     m = centers.shape[1] if centers.dim() == 3 else -1
-    for name, t, want in (
-        ("values", values, (b, n, e)),
-        ("centers", centers, (b, m, d)),
-        ("value_centers", value_centers, (b, m, e)),
+    for name, t, want, expected in (
+        ("values", values, (bv, n, e), f"[{shared}, N, E]"),
+        ("centers", centers, (b, m, d), "[B, M, D]"),
+        ("value_centers", value_centers, (bv, m, e), f"[{shared}, M, E]"),
     ):
         if t.dim() != 3 or tuple(t.shape) != want or min(want) < 1:
-            expected = {"values": "[B, N, E]", "centers": "[B, M, D]", "value_centers": "[B, M, E]"}[name]
             raise ValueError(
-                f"{name} must have shape {expected} = {[b, n, 'E'] if name == 'values' else list(want)} "
+                f"{name} must have shape {expected} = {[bv, n, 'E'] if name == 'values' else list(want)} "
                 f"given points {list(points.shape)}, got {list(t.shape)}"
             )
 
@@ -112,6 +122,28 @@ def _gather_rows(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return table.reshape(b * m, x).index_select(0, rows).view(b, -1, x)
 
 
+def _shared_weights(weight: torch.Tensor, groups: int) -> torch.Tensor:
+    """One-hot weights ``[B, N, M]`` of ``groups`` blocks of sets -> ``[B / groups, N, groups * M]``: each
+    shared value set's points against the centers of its sets in all blocks (block-major), the layout of one
+    batched product."""
+    if groups == 1:
+        return weight
+    b, n, m = weight.shape
+    return weight.view(groups, b // groups, n, m).permute(1, 2, 0, 3).reshape(b // groups, n, groups * m)
+
+
+def _blocks_to_shared(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """``[B, M, E]`` in ``groups`` blocks -> ``[B / groups, groups * M, E]``, block-major per shared set."""
+    b, m, e = x.shape
+    return x.view(groups, b // groups, m, e).transpose(0, 1).reshape(b // groups, groups * m, e)
+
+
+def _shared_to_blocks(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Inverse of :func:`_blocks_to_shared`."""
+    bs, gm, e = x.shape
+    return x.view(bs, groups, gm // groups, e).transpose(0, 1).reshape(bs * groups, gm // groups, e)
+
+
 class _ContextCluster(torch.autograd.Function):
     """The operator with its backward written out.
 
@@ -122,7 +154,7 @@ class _ContextCluster(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, points, values, centers, value_centers, alpha, beta, count, dense, dispatch):  # type: ignore[override]
+    def forward(ctx, points, values, centers, value_centers, alpha, beta, count, dense, dispatch, groups):  # type: ignore[override]
         with torch.autocast(points.device.type, enabled=False):
             sim_dtype = torch.promote_types(points.dtype, torch.float32)
             p, c = points.to(sim_dtype), centers.to(sim_dtype)
@@ -135,16 +167,18 @@ class _ContextCluster(torch.autograd.Function):
             cos_chosen = cos.gather(-1, index).squeeze(-1)
             sim_out = sim.to(values.dtype)
             del cos
-            b, n, e = values.shape
+            (b, n), e = sim.shape, values.shape[-1]
             m = value_centers.shape[1]
             members = torch.ones_like(sim_out) if count else sim_out
             if dense:
                 weight = values.new_zeros(b, n, m).scatter_(-1, index, sim_out.unsqueeze(-1))
-                numerator = torch.baddbmm(value_centers, weight.transpose(1, 2), values)
+                shared = _shared_weights(weight, groups)
+                numerator = torch.baddbmm(value_centers.repeat(1, groups, 1), shared.transpose(1, 2), values)
                 denominator = values.new_ones(b, m).scatter_add_(-1, assignment, members)  # [B, M]
-                aggregated = numerator.div_(denominator.unsqueeze(-1))
+                denominator_shared = _blocks_to_shared(denominator.unsqueeze(-1), groups)
+                aggregated = _shared_to_blocks(numerator.div_(denominator_shared), groups)
                 out = torch.bmm(weight, aggregated) if dispatch else aggregated
-                del weight
+                del weight, shared
             else:
                 # Aggregate and dispatch by rows of the [B * M, E] center table (index_add / index_select);
                 # a one-hot matmul would also add MACs that the official models do not have.
@@ -163,6 +197,7 @@ class _ContextCluster(torch.autograd.Function):
             aggregated, denominator,
         )  # fmt: skip
         ctx.beta_shape, ctx.beta_dtype, ctx.count, ctx.dispatch = beta.shape, beta.dtype, count, dispatch
+        ctx.groups = groups
         ctx.mark_non_differentiable(assignment)
         return out, assignment, sim_out
 
@@ -187,11 +222,22 @@ class _ContextCluster(torch.autograd.Function):
                 grad_numerator = grad_out / denominator.unsqueeze(-1)
             grad_denominator = (grad_numerator * aggregated).sum(-1).neg_()  # [B, M]
             rows = _center_rows(assignment, centers.shape[1])
-            # Per point, the row of its center (index_select of rows): no [B, N, M] buffer alive with the
-            # two [B, N, *] input gradients, where the backward's memory peaks.
-            grad_values = _gather_rows(grad_numerator, rows).mul_(sim_out.unsqueeze(-1))
-            # dL/ds_n = <G_n, g_m(n)> + <v_n, dnum_m(n)> + dden_m(n): computed for all m, then picked.
-            grad_sim_all = torch.bmm(values, grad_numerator.transpose(1, 2))
+            groups, (b, m, e) = ctx.groups, grad_numerator.shape
+            if groups == 1:
+                # Per point, the row of its center (index_select of rows): no [B, N, M] buffer alive with the
+                # two [B, N, *] input gradients, where the backward's memory peaks.
+                grad_values = _gather_rows(grad_numerator, rows).mul_(sim_out.unsqueeze(-1))
+                grad_value_centers = grad_numerator
+                # dL/ds_n = <G_n, g_m(n)> + <v_n, dnum_m(n)> + dden_m(n): computed for all m, then picked.
+                grad_sim_all = torch.bmm(values, grad_numerator.transpose(1, 2))
+            else:  # the shared values collect from all their sets' centers: batched products again
+                weight = values.new_zeros(b, sim.shape[1], m).scatter_(-1, index, sim_out.unsqueeze(-1))
+                grad_shared = _blocks_to_shared(grad_numerator, groups)
+                grad_values = torch.bmm(_shared_weights(weight, groups), grad_shared)
+                del weight
+                grad_value_centers = grad_numerator.view(groups, b // groups, m, e).sum(0)
+                grad_sim_all = torch.bmm(values, grad_shared.transpose(1, 2))  # [B / groups, N, groups * M]
+                grad_sim_all = grad_sim_all.view(b // groups, -1, groups, m).permute(2, 0, 1, 3).reshape(b, -1, m)
             if ctx.dispatch:
                 grad_sim_all.baddbmm_(grad_out, aggregated.transpose(1, 2))
             if not ctx.count:
@@ -219,8 +265,8 @@ class _ContextCluster(torch.autograd.Function):
             radial_c = (grad_c_hat * c_hat).sum(-1, keepdim=True) * (c_len >= _NORMALIZE_EPS)
             grad_centers = (grad_c_hat - c_hat * radial_c) / c_len.clamp_min(_NORMALIZE_EPS)
         return (
-            grad_points.to(points.dtype), grad_values, grad_centers.to(centers.dtype), grad_numerator,
-            grad_alpha.to(alpha.dtype), grad_beta.to(ctx.beta_dtype), None, None, None,
+            grad_points.to(points.dtype), grad_values, grad_centers.to(centers.dtype), grad_value_centers,
+            grad_alpha.to(alpha.dtype), grad_beta.to(ctx.beta_dtype), None, None, None, None,
         )  # fmt: skip
 
 
@@ -234,18 +280,23 @@ def _run(
     aggregation: str,
     path: str,
     dispatch: bool,
+    groups: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    check_cluster_inputs(points, values, centers, value_centers)
+    check_cluster_inputs(points, values, centers, value_centers, groups)
     check_aggregation(aggregation)
     if path not in PATHS:
         raise ValueError(f"path must be one of {PATHS}, got {path!r}")
+    if groups > 1 and path == "index":
+        raise ValueError("shared values (groups > 1) are aggregated by the dense path; use path='auto' or 'dense'")
     if path == "auto":
         training = grad_needed(points, values, centers, value_centers, alpha, beta)
-        dense = training and centers.shape[1] <= DENSE_MAX_CENTERS
+        dense = groups > 1 or (training and centers.shape[1] <= DENSE_MAX_CENTERS)
     else:
         dense = path == "dense"
     count = aggregation == "count"
-    return _ContextCluster.apply(points, values, centers, value_centers, alpha, beta, count, dense, dispatch)
+    return _ContextCluster.apply(
+        points, values, centers, value_centers, alpha, beta, count, dense, dispatch, groups
+    )
 
 
 def context_cluster(
@@ -285,6 +336,7 @@ def aggregate_clusters(
     beta: torch.Tensor,
     aggregation: Aggregation = "similarity",
     path: str = "auto",
+    groups: int = 1,
 ) -> ClusterCenters:
     """:func:`context_cluster` up to its aggregation: the centers' ``g_m``, without the dispatch to points.
 
@@ -294,14 +346,28 @@ def aggregate_clusters(
     affine map, and the dispatch is a scaling, which commutes with a linear one, so such a caller can pass
     its pre-projection input as the values and apply the maps to the ``M`` centers instead of the ``N``
     points. Same arguments, paths and backward as :func:`context_cluster`.
+
+    ``groups``: the ``B`` point sets come in ``groups`` blocks of ``B / groups`` (e.g. one block per head)
+    whose ``i``-th sets share the values ``values[i]`` (``values [B / groups, N, E]``, ``value_centers
+    [B / groups, M, E]``), e.g. one region's input clustered by every head; each set still gets its own
+    aggregate, ``[B, M, E]``. Takes the dense path.
     """
     return ClusterCenters(
-        *_run(points, values, centers, value_centers, alpha, beta, aggregation, path, False)
+        *_run(points, values, centers, value_centers, alpha, beta, aggregation, path, False, groups)
     )
 
 
 def dispatch_to_points(
-    aggregated: torch.Tensor, assignment: torch.Tensor, similarity: torch.Tensor
+    aggregated: torch.Tensor, assignment: torch.Tensor, similarity: torch.Tensor, groups: int = 1
 ) -> torch.Tensor:
-    """``out_n = s_n * g_m(n)``: ``aggregated [B, M, E]`` dispatched to the points, ``[B, N, E]``."""
-    return _gather_rows(aggregated, _center_rows(assignment, aggregated.shape[1])) * similarity.unsqueeze(-1)
+    """``out_n = s_n * g_m(n)``: ``aggregated [B, M, E]`` dispatched to the points, ``[B, N, E]``.
+
+    ``groups`` > 1: the sum over the ``groups`` blocks' sets that share values (as :func:`aggregate_clusters`
+    takes them), ``[B / groups, N, E]``, by one batched product per shared set.
+    """
+    m = aggregated.shape[1]
+    if groups == 1:
+        return _gather_rows(aggregated, _center_rows(assignment, m)) * similarity.unsqueeze(-1)
+    index, src = assignment.unsqueeze(-1), similarity.unsqueeze(-1)
+    weight = similarity.new_zeros(*assignment.shape, m).scatter(-1, index, src)
+    return torch.bmm(_shared_weights(weight, groups), _blocks_to_shared(aggregated, groups))

@@ -65,6 +65,27 @@ class ClusterMixer(nn.Module):
             )
         return result.out
 
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """``[..., N, heads * head_dim]`` -> ``[(..., head), N, head_dim]``, the operator's layout."""
+        n = x.shape[-2]
+        return x.reshape(-1, n, self.heads, self.head_dim).transpose(1, 2).reshape(-1, n, self.head_dim)
+
+    def merge_heads(self, x: torch.Tensor, lead: torch.Size) -> torch.Tensor:
+        """Inverse of :meth:`split_heads`."""
+        n = x.shape[-2]
+        return x.reshape(-1, self.heads, n, self.head_dim).transpose(1, 2).reshape(*lead, n, -1)
+
+    def _through_centers(self, x: torch.Tensor) -> bool:
+        """Whether to take the training route that applies ``v`` and ``proj`` to the centers (subclasses):
+        the same function when the normaliser makes the aggregate a weighted mean; only with the operator
+        itself, and not while recording (both see the official graph's per-point values)."""
+        return (
+            grad_needed(x, self.v.weight)
+            and self.aggregation == "similarity"
+            and self.cluster_op is context_cluster
+            and not self.record_assignment
+        )
+
 
 @contextmanager
 def recording(mixers: Iterable[ClusterMixer]) -> Iterator[None]:
@@ -144,8 +165,14 @@ class RegionClusterMixer(ClusterMixer):
         are cut from each channels-last product in one copy, contiguous, so the operator's reductions over
         the features run along memory. (f and v as one product would be a little faster but keep both
         full-size products alive at once: a third more peak memory in this mixer.)
+
+        Training with the ``similarity`` normaliser on a map the folds divide takes a shorter route to the
+        same function (:meth:`_forward_through_centers`); evaluation, recording, other operators and other
+        configurations run the official graph, whose products are the MACs counted.
         """
         b, h, w, _ = x.shape
+        if self._through_centers(x) and self.padded_size(h, w) == (h, w):
+            return self._forward_through_centers(x)
         x = x.permute(0, 3, 1, 2)
         feats, centers = self._point_sets(x, self.f)
         values, value_centers = self._point_sets(x, self.v)
@@ -154,6 +181,39 @@ class RegionClusterMixer(ClusterMixer):
         if out.shape[1:3] != (h, w):  # (a no-op slice would still cost a full-size zero-fill in backward)
             out = out[:, :h, :w]
         return self.proj(out.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+    def _forward_through_centers(self, x: torch.Tensor) -> torch.Tensor:
+        """The training route: ``v`` and ``proj`` on the ``M`` centers of every head instead of the points.
+
+        The value centers are pooled ``v``, and ``v`` is affine, so each head's aggregate ``g_m`` (a weighted
+        mean of values) is ``v`` of the same mean of the input points; the operator forms those means from the
+        input itself, one copy shared by all heads (``groups``). Then ``v``'s and ``proj``'s rows of the head
+        map each center, and the dispatch scales and sums the heads' centers into the points, whose ``proj``
+        this is (linear). Two of the block's three full-size products, and its value sets, are gone.
+        """
+        h, w = x.shape[1:3]
+        fh, fw = self.folds
+        region = (h // fh, w // fw)
+        points = split_region_sets(x, 1, self.folds)  # [B * regions, N, C], shared by the heads
+        feats = F.linear(points, self.f.weight.flatten(1), self.f.bias)
+        feats = feats.view(*points.shape[:2], self.heads, -1).permute(2, 0, 1, 3).flatten(0, 1)  # head-major
+        aggregated, assignment, similarity = aggregate_clusters(
+            feats, points, set_centers(feats, region, self.proposals),
+            set_centers(points, region, self.proposals), self.sim_alpha, self.sim_beta, self.aggregation,
+            groups=self.heads,
+        )  # fmt: skip
+        out = dispatch_to_points(self._project_centers(aggregated), assignment, similarity, self.heads)
+        # in place on the dispatch's own product before it is viewed (autograd's CopySlices otherwise)
+        return merge_region_sets(out.add_(self.proj.bias), 1, self.folds, (h, w))
+
+    def _project_centers(self, aggregated: torch.Tensor) -> torch.Tensor:
+        """``[(head, sets), M, C]`` input-space aggregates -> ``proj``'s head block of ``v``'s head rows of
+        them, ``[(head, sets), M, out_dim]``: per head, one batched product over all sets' centers."""
+        heads, head_dim, (bh, m, c) = self.heads, self.head_dim, aggregated.shape
+        v_rows = self.v.weight.view(heads, head_dim, c).transpose(1, 2)
+        values = torch.baddbmm(self.v.bias.view(heads, 1, head_dim), aggregated.view(heads, -1, c), v_rows)
+        proj_cols = self.proj.weight.view(-1, heads, head_dim).permute(1, 2, 0)  # [heads, head_dim, out]
+        return torch.bmm(values, proj_cols).view(bh, m, -1)
 
     def _point_sets(self, x: torch.Tensor, conv: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
         """``conv`` of ``x [B, H, W, C]`` as point sets ``[B * heads * regions, N, head_dim]``, and their
@@ -183,14 +243,6 @@ class LinearClusterMixer(ClusterMixer):
         self.v = nn.Linear(dim, inner)
         self.proj = nn.Linear(inner, dim)
 
-    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        n = x.shape[-2]
-        return x.reshape(-1, n, self.heads, self.head_dim).transpose(1, 2).reshape(-1, n, self.head_dim)
-
-    def merge_heads(self, x: torch.Tensor, lead: torch.Size) -> torch.Tensor:
-        n = x.shape[-2]
-        return x.reshape(-1, self.heads, n, self.head_dim).transpose(1, 2).reshape(*lead, n, -1)
-
 
 class GroupClusterMixer(LinearClusterMixer):
     """Context clustering inside kNN groups ``[B, G, K, C]`` with the group mean as the one center.
@@ -219,13 +271,7 @@ class GroupClusterMixer(LinearClusterMixer):
         return x + self.proj(self.merge_heads(out, x.shape[:2]))
 
     def _through_centers(self, x: torch.Tensor) -> bool:
-        return (
-            grad_needed(x, self.v.weight)
-            and self.heads == 1
-            and self.aggregation == "similarity"
-            and self.cluster_op is context_cluster
-            and not self.record_assignment
-        )
+        return self.heads == 1 and super()._through_centers(x)
 
     def _forward_through_centers(self, x: torch.Tensor) -> torch.Tensor:
         k, dim = x.shape[-2:]
