@@ -294,7 +294,11 @@ def test_shared_values_are_the_operator_on_copies(groups, aggregation):
     def copies(p, v, c, w, alpha, beta):
         copy = lambda t: t.repeat(groups, 1, 1)  # noqa: E731  block i of the sets uses values[i]
         agg = aggregate_clusters(p, copy(v), c, copy(w), alpha, beta, aggregation, path="index")
-        return dispatch_to_points(agg.aggregated * scale, agg.assignment, agg.similarity).view(groups, b, n, e).sum(0)
+        return (
+            dispatch_to_points(agg.aggregated * scale, agg.assignment, agg.similarity)
+            .view(groups, b, n, e)
+            .sum(0)
+        )
 
     grad_out = torch.randn(b, n, e, dtype=torch.float64, generator=g)
     got, want = shared(*inputs), copies(*inputs)

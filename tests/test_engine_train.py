@@ -1,3 +1,4 @@
+import copy
 import json
 
 import pytest
@@ -86,18 +87,22 @@ def test_compiled_point_model_with_several_stage_shapes_trains_and_evaluates_as_
         pre_blocks=(1, 1), pos_blocks=(1, 1), k_neighbors=(16, 16), reducers=(2, 2), drop_rate=0.0,
     ).train()  # fmt: skip
     x, y = torch.randn(2, 128, 3), torch.tensor([0, 2])
+    exact = copy.deepcopy(model).double()
     losses, grads = [], []
-    for runner in (model, compile_model(model)):
-        model.zero_grad(set_to_none=True)
+    for runner, params in ((model, model), (compile_model(model), model), (exact, exact)):
+        params.zero_grad(set_to_none=True)
         torch.manual_seed(1)
-        loss = torch.nn.functional.cross_entropy(runner(x), y)
+        loss = torch.nn.functional.cross_entropy(runner(x.to(params.embedding.fc.weight.dtype)), y)
         loss.backward()
-        losses.append(loss.detach())
-        grads.append([p.grad.clone() for p in model.parameters()])
+        losses.append(loss.detach().double())
+        grads.append([p.grad.double() for p in params.parameters()])
     torch.testing.assert_close(losses[1], losses[0], rtol=1e-4, atol=1e-5)
-    # against the largest gradient: biases before a BatchNorm have none, their float noise differs
-    scale = max(g.abs().max() for g in grads[0])
-    assert max((a - b).abs().max() for a, b in zip(grads[1], grads[0])) <= 1e-3 * scale
+    # Against float64: the compiled step must be as close as float32 itself allows (the eager step's error;
+    # in this small model BatchNorm over few rows makes that ~2e-3 of the largest gradient). A wrong graph
+    # would be off by the gradients themselves.
+    scale = max(g.abs().max() for g in grads[2])
+    eager, compiled = (max((a - b).abs().max() for a, b in zip(grads[i], grads[2])) for i in (0, 1))
+    assert eager <= 1e-2 * scale and compiled <= 2 * eager
     # and evaluation (the operator's index path: its index_add failed in Inductor's CPU code generation)
     model.eval()
     with torch.no_grad():

@@ -68,10 +68,13 @@ class ClusterResult(NamedTuple):
 def check_cluster_inputs(
     points: torch.Tensor,
     values: torch.Tensor,
-    centers: torch.Tensor,
-    value_centers: torch.Tensor,
+    centers: torch.Tensor | None,
+    value_centers: torch.Tensor | None,
     groups: int = 1,
 ) -> None:
+    """Shapes and ``groups`` must match; ``centers`` and ``value_centers`` may both be ``None`` (means)."""
+    if (centers is None) != (value_centers is None):
+        raise ValueError("centers and value_centers must both be given or both be None (each set's mean)")
     if points.dim() != 3:
         raise ValueError(f"points must have shape [B, N, D], got {list(points.shape)}")
     b, n, d = points.shape
@@ -79,12 +82,14 @@ def check_cluster_inputs(
         raise ValueError(f"groups must be a positive divisor of the {b} point sets, got {groups}")
     bv, shared = b // groups, "B" if groups == 1 else "B / groups"
     e = values.shape[-1] if values.dim() == 3 else -1
-    m = centers.shape[1] if centers.dim() == 3 else -1
+    m = centers.shape[1] if centers is not None and centers.dim() == 3 else -1
     for name, t, want, expected in (
         ("values", values, (bv, n, e), f"[{shared}, N, E]"),
         ("centers", centers, (b, m, d), "[B, M, D]"),
         ("value_centers", value_centers, (bv, m, e), f"[{shared}, M, E]"),
     ):
+        if t is None:
+            continue
         if t.dim() != 3 or tuple(t.shape) != want or min(want) < 1:
             raise ValueError(
                 f"{name} must have shape {expected} = {[bv, n, 'E'] if name == 'values' else list(want)} "
@@ -155,6 +160,9 @@ class _ContextCluster(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, points, values, centers, value_centers, alpha, beta, count, dense, dispatch, groups):  # type: ignore[override]
+        ctx.mean_centers = centers is None
+        if ctx.mean_centers:
+            centers, value_centers = points.mean(1, keepdim=True), values.mean(1, keepdim=True)
         with torch.autocast(points.device.type, enabled=False):
             sim_dtype = torch.promote_types(points.dtype, torch.float32)
             p, c = points.to(sim_dtype), centers.to(sim_dtype)
@@ -237,7 +245,9 @@ class _ContextCluster(torch.autograd.Function):
                 del weight
                 grad_value_centers = grad_numerator.view(groups, b // groups, m, e).sum(0)
                 grad_sim_all = torch.bmm(values, grad_shared.transpose(1, 2))  # [B / groups, N, groups * M]
-                grad_sim_all = grad_sim_all.view(b // groups, -1, groups, m).permute(2, 0, 1, 3).reshape(b, -1, m)
+                grad_sim_all = (
+                    grad_sim_all.view(b // groups, -1, groups, m).permute(2, 0, 1, 3).reshape(b, -1, m)
+                )
             if ctx.dispatch:
                 grad_sim_all.baddbmm_(grad_out, aggregated.transpose(1, 2))
             if not ctx.count:
@@ -264,17 +274,26 @@ class _ContextCluster(torch.autograd.Function):
             grad_points = _gather_rows(c_hat, rows).mul_(tangential).addcmul_(p, radial.unsqueeze(-1))
             radial_c = (grad_c_hat * c_hat).sum(-1, keepdim=True) * (c_len >= _NORMALIZE_EPS)
             grad_centers = (grad_c_hat - c_hat * radial_c) / c_len.clamp_min(_NORMALIZE_EPS)
+            if ctx.mean_centers:  # into the points' own gradients: no [B, N, *] tensor per mean
+                n = points.shape[1]
+                grad_points.add_(grad_centers / n)
+                grad_values.add_(grad_value_centers / n)
+                grad_centers = grad_value_centers = None
         return (
-            grad_points.to(points.dtype), grad_values, grad_centers.to(centers.dtype), grad_value_centers,
+            grad_points.to(points.dtype), grad_values, _cast(grad_centers, centers.dtype), grad_value_centers,
             grad_alpha.to(alpha.dtype), grad_beta.to(ctx.beta_dtype), None, None, None, None,
         )  # fmt: skip
+
+
+def _cast(t: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    return None if t is None else t.to(dtype)
 
 
 def _run(
     points: torch.Tensor,
     values: torch.Tensor,
-    centers: torch.Tensor,
-    value_centers: torch.Tensor,
+    centers: torch.Tensor | None,
+    value_centers: torch.Tensor | None,
     alpha: torch.Tensor,
     beta: torch.Tensor,
     aggregation: str,
@@ -287,10 +306,14 @@ def _run(
     if path not in PATHS:
         raise ValueError(f"path must be one of {PATHS}, got {path!r}")
     if groups > 1 and path == "index":
-        raise ValueError("shared values (groups > 1) are aggregated by the dense path; use path='auto' or 'dense'")
+        raise ValueError(
+            "shared values (groups > 1) are aggregated by the dense path; use path='auto' or 'dense'"
+        )
     if path == "auto":
-        training = grad_needed(points, values, centers, value_centers, alpha, beta)
-        dense = groups > 1 or (training and centers.shape[1] <= DENSE_MAX_CENTERS)
+        training = grad_needed(
+            *(t for t in (points, values, centers, value_centers, alpha, beta) if t is not None)
+        )
+        dense = groups > 1 or (training and (centers is None or centers.shape[1] <= DENSE_MAX_CENTERS))
     else:
         dense = path == "dense"
     count = aggregation == "count"
@@ -330,8 +353,8 @@ class ClusterCenters(NamedTuple):
 def aggregate_clusters(
     points: torch.Tensor,
     values: torch.Tensor,
-    centers: torch.Tensor,
-    value_centers: torch.Tensor,
+    centers: torch.Tensor | None,
+    value_centers: torch.Tensor | None,
     alpha: torch.Tensor,
     beta: torch.Tensor,
     aggregation: Aggregation = "similarity",
@@ -351,6 +374,10 @@ def aggregate_clusters(
     whose ``i``-th sets share the values ``values[i]`` (``values [B / groups, N, E]``, ``value_centers
     [B / groups, M, E]``), e.g. one region's input clustered by every head; each set still gets its own
     aggregate, ``[B, M, E]``. Takes the dense path.
+
+    ``centers = value_centers = None``: one center per set, the mean of its points (and of its values), as
+    the point models' kNN groups propose it; their gradients are added into the points' and values' own
+    (the same result as passing the means, without a full-size gradient tensor for each).
     """
     return ClusterCenters(
         *_run(points, values, centers, value_centers, alpha, beta, aggregation, path, False, groups)
@@ -366,8 +393,14 @@ def dispatch_to_points(
     takes them), ``[B / groups, N, E]``, by one batched product per shared set.
     """
     m = aggregated.shape[1]
-    if groups == 1:
+    if groups == 1 and m > DENSE_MAX_CENTERS:
         return _gather_rows(aggregated, _center_rows(assignment, m)) * similarity.unsqueeze(-1)
-    index, src = assignment.unsqueeze(-1), similarity.unsqueeze(-1)
-    weight = similarity.new_zeros(*assignment.shape, m).scatter(-1, index, src)
+    # As a product with the one-hot weights (the dense path's dispatch): its backward builds no [B, N, E]
+    # tensor, where a row gather's product with the similarities keeps one and allocates two more.
+    if m == 1:
+        weight = similarity.unsqueeze(-1)
+    else:
+        weight = similarity.new_zeros(*assignment.shape, m).scatter(
+            -1, assignment.unsqueeze(-1), similarity.unsqueeze(-1)
+        )
     return torch.bmm(_shared_weights(weight, groups), _blocks_to_shared(aggregated, groups))

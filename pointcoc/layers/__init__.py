@@ -15,7 +15,7 @@ from .drop_path import DropPath
 from .input_transform import InputTransform
 from .mlp import Mlp
 from .per_stage import check_per_stage
-from .pointwise import LinearBN, PointNorm, shared_mlp
+from .pointwise import LinearBN, PointNorm, residual_unit, shared_mlp
 
 __all__ = [
     "ChannelsLastGroupNorm",
@@ -33,5 +33,6 @@ __all__ = [
     "classifier_head",
     "make_activation",
     "recording",
+    "residual_unit",
     "shared_mlp",
 ]

@@ -278,9 +278,8 @@ class GroupClusterMixer(LinearClusterMixer):
         feats = self.f(x).reshape(-1, k, self.head_dim)
         points = x.reshape(-1, k, dim)
         aggregated, assignment, similarity = aggregate_clusters(
-            feats, points, feats.mean(1, keepdim=True), points.mean(1, keepdim=True),
-            self.sim_alpha, self.sim_beta, self.aggregation,
-        )  # fmt: skip
+            feats, points, None, None, self.sim_alpha, self.sim_beta, self.aggregation
+        )  # the group means as the centers
         centers = F.linear(self.v(aggregated), self.proj.weight)  # proj(v(g)) without proj's bias
         # in place on the dispatch's own [B * G, K, C] result, then viewed: in place on a view, autograd would
         # route the gradient through CopySlices

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..cluster import Aggregation
 from ..layers import (
@@ -21,8 +22,10 @@ from ..layers import (
     check_per_stage,
     classifier_head,
     make_activation,
+    residual_unit,
 )
-from ..ops import farthest_point_sample, gather_points, knn_points
+from ..ops import farthest_point_sample, gather_points, gather_points_shifted, gather_points_sum, knn_points
+from ..utils.autograd import grad_needed
 from .capture import BlockClusters, StageClusters, group_owner, take_result
 from .point_classifier import PointClassifier
 from .registry import register_model
@@ -39,7 +42,7 @@ class ResidualMLP(nn.Module):
         self.act = make_activation(activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.net2(self.net1(x)) + x)
+        return residual_unit(x, self.net1, self.net2, self.act)
 
 
 class LocalGrouper(nn.Module):
@@ -73,14 +76,21 @@ class LocalGrouper(nn.Module):
             self.affine_alpha = nn.Parameter(torch.ones(1, 1, 1, width))
             self.affine_beta = nn.Parameter(torch.zeros(1, 1, 1, width))
 
+    def sample(self, xyz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """FPS anchors ``[B, S]`` and their kNN groups ``[B, S, K]``."""
+        anchor_idx = self.fps_op(xyz, self.samples, skip_near_origin=self.fps_skip_near_origin)
+        return anchor_idx, knn_points(gather_points(xyz, anchor_idx), xyz, self.k)
+
+    def _table(self, xyz: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+        # With xyz, gather [feats, xyz] rows from one [B, N, C + 3] table: the concat is done once on the
+        # N-point input instead of on the K-times larger grouped tensor.
+        return torch.cat([feats, xyz], dim=-1) if self.use_xyz else feats
+
     def forward(
         self, xyz: torch.Tensor, feats: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        anchor_idx = self.fps_op(xyz, self.samples, skip_near_origin=self.fps_skip_near_origin)
-        neighbours = knn_points(gather_points(xyz, anchor_idx), xyz, self.k)
-        # With xyz, gather [feats, xyz] rows from one [B, N, C + 3] table: the concat is done once on the
-        # N-point input instead of on the K-times larger grouped tensor.
-        table = torch.cat([feats, xyz], dim=-1) if self.use_xyz else feats
+        anchor_idx, neighbours = self.sample(xyz)
+        table = self._table(xyz, feats)
         grouped = gather_points(table, neighbours)  # [B, S, K, C (+3)]
         anchor_rows = gather_points(table, anchor_idx)  # [B, S, C (+3)]: the "anchor" reference
         anchor_feats = anchor_rows[..., : feats.shape[-1]]
@@ -96,6 +106,46 @@ class LocalGrouper(nn.Module):
             # diff (saved by std) and diff / std (saved by the product) must stay intact; + beta saves none.
             grouped = (self.affine_alpha * (diff / (std + 1e-5))).add_(self.affine_beta)
         return anchor_idx, neighbours, grouped, anchor_feats
+
+    def linear_of_groups(
+        self, xyz: torch.Tensor, feats: torch.Tensor, linear: nn.Linear
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``linear`` of the official grouper's output (normalised neighbours, each with its anchor's
+        features) ``[B, S, K, out]`` for ``normalize="anchor"``, without building the groups.
+
+        The normalisation is affine in the neighbour with one scale per cloud, so ``linear``'s neighbour
+        columns (times alpha) run on the N points before the gather, ``[B, N, out]`` instead of K times as
+        many rows, and everything per anchor folds into one shift per group; the scale, the std of the
+        neighbour-anchor differences, comes from their first and second moments. The same function (to
+        rounding); anchors and groups are returned as by :meth:`forward`.
+        """
+        anchor_idx, neighbours = self.sample(xyz)
+        table = self._table(xyz, feats)
+        a = table.shape[-1]
+        anchors = gather_points(table, anchor_idx)
+        scale = 1.0 / (_anchor_difference_std(table, anchors, neighbours) + 1e-5)
+        w_neighbour, w_anchor = linear.weight[:, :a], linear.weight[:, a:]
+        mapped = F.linear(table, w_neighbour * self.affine_alpha.view(1, a)) * scale.view(-1, 1, 1)
+        shift = F.linear(anchors[..., : feats.shape[-1]], w_anchor, linear.bias)
+        shift = shift + F.linear(self.affine_beta.view(1, a), w_neighbour) - gather_points(mapped, anchor_idx)
+        return anchor_idx, neighbours, gather_points_shifted(mapped, neighbours, shift)
+
+
+def _anchor_difference_std(table: torch.Tensor, anchors: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Per cloud, the unbiased std over ``(S, K, C)`` of ``gather_points(table, groups)`` minus the
+    anchors (as the official grouper's ``torch.std``), from sums over the groups: no ``[B, S, K, C]``
+    tensor."""
+    s, k = groups.shape[1:]
+    count = s * k * table.shape[-1]
+    # the differences do not change with a shift of the table; centred, the moments' cancellation is that
+    # of the features' spread, not of their mean
+    center = anchors.detach().mean(1, keepdim=True)
+    table, anchors = table - center, anchors - center
+    sums = gather_points_sum(table, groups)  # [B, S, C]
+    square_sums = gather_points_sum(table.square().sum(-1, keepdim=True), groups)  # [B, S, 1]
+    total = sums.sum((1, 2)) - k * anchors.sum((1, 2))
+    total_sq = square_sums.sum((1, 2)) + k * anchors.square().sum((1, 2)) - 2 * (anchors * sums).sum((1, 2))
+    return ((total_sq - total.square() / count) / (count - 1)).clamp_min(0).sqrt()
 
 
 class PreBlock(nn.Module):
@@ -161,9 +211,18 @@ class Stage(nn.Module):
     def forward(
         self, xyz: torch.Tensor, feats: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        anchor_idx, neighbours, grouped, anchors = self.grouper(xyz, feats)
-        grouped = self.pre(self.transfer.forward_concat(grouped, anchors))
-        return anchor_idx, neighbours, self.pos(grouped.amax(dim=2))
+        if self.grouper.normalize == "anchor" and grad_needed(feats, self.transfer.fc.weight):
+            # training: the transfer's products on the N points (LocalGrouper.linear_of_groups); evaluation
+            # runs the official graph, whose products are the MACs counted
+            anchor_idx, neighbours, mapped = self.grouper.linear_of_groups(xyz, feats, self.transfer.fc)
+            grouped = self.transfer.norm_act(mapped, self.transfer.act)
+        else:
+            anchor_idx, neighbours, grouped, anchors = self.grouper(xyz, feats)
+            grouped = self.transfer.forward_concat(grouped, anchors)
+        grouped = self.pre(grouped)
+        # max with indices, as the official adaptive_max_pool1d: its backward scatters into the chosen rows
+        # (amax's splits ties through a mask: several full-size passes and tensors)
+        return anchor_idx, neighbours, self.pos(grouped.max(dim=2).values)
 
 
 class PointMLP(PointClassifier):
@@ -269,7 +328,7 @@ class PointMLP(PointClassifier):
                 self._captured[s] = _group_stage(stage, xyz, point_idx, anchor_idx, neighbours)
                 point_idx = anchor_idx if point_idx is None else point_idx.gather(1, anchor_idx)
             xyz = gather_points(xyz, anchor_idx)
-        return feats.amax(dim=1)
+        return feats.max(dim=1).values
 
     def cluster_mixers(self) -> list[ClusterMixer]:
         return [block.cluster for stage in self.stages for block in stage.pre if block.cluster is not None]

@@ -6,8 +6,15 @@ Each op has a pure-torch path (CPU and CUDA) and uses pytorch3d automatically wh
 loop in :mod:`pointcoc.ops.reference`.
 """
 
-from .gather import gather_points
+from .gather import gather_points, gather_points_shifted, gather_points_sum
 from .knn import knn_points, square_distance
 from .sampling import farthest_point_sample
 
-__all__ = ["farthest_point_sample", "gather_points", "knn_points", "square_distance"]
+__all__ = [
+    "farthest_point_sample",
+    "gather_points",
+    "gather_points_shifted",
+    "gather_points_sum",
+    "knn_points",
+    "square_distance",
+]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from ..utils.checks import check_on_device
 
@@ -20,10 +21,67 @@ def gather_points(points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     if idx.dim() < 2 or idx.shape[0] != points.shape[0]:
         raise ValueError(f"idx must have shape [B, ...] with B={points.shape[0]}, got {list(idx.shape)}")
     b, n, c = points.shape
-    _check_in_range(idx, n)
-    offsets = torch.arange(0, b * n, n, device=idx.device, dtype=idx.dtype).view(b, *(1,) * (idx.dim() - 1))
-    rows = points.reshape(b * n, c).index_select(0, (idx + offsets).reshape(-1))
+    rows = points.reshape(b * n, c).index_select(0, _flat_rows(idx, n))
     return rows.view(*idx.shape, c)
+
+
+def gather_points_shifted(points: torch.Tensor, idx: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """``gather_points(points, idx) + shift.unsqueeze(-2)``: rows of ``points [B, N, C]`` for
+    ``idx [B, S, K]``, each group of K shifted by its row of ``shift [B, S, C]``.
+
+    One ``[B, S, K, C]`` tensor in all: the shift is added in place on the gathered rows, and the backward
+    (a row-wise index-add and a sum over K) builds none. In autograd, an in-place add on the gather's
+    ``[B, S, K, C]`` view would copy the whole gradient (CopySlices) and an out-of-place one allocates a
+    second full-size tensor.
+    """
+    if idx.dim() != 3 or shift.shape != (*idx.shape[:2], points.shape[-1]):
+        raise ValueError(
+            f"idx must be [B, S, K] and shift [B, S, C]; got idx {list(idx.shape)}, "
+            f"shift {list(shift.shape)} for points {list(points.shape)}"
+        )
+    return _GatherShifted.apply(points, idx, shift)
+
+
+def gather_points_sum(points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``gather_points(points, idx).sum(-2)`` for ``idx [B, S, K]``: ``[B, S, C]`` sums of K rows each, as one
+    ``embedding_bag`` (no ``[B, S, K, C]`` tensor, forward or backward)."""
+    if points.dim() != 3 or idx.dim() != 3 or idx.shape[0] != points.shape[0]:
+        raise ValueError(
+            f"points must be [B, N, C] and idx [B, S, K]; got {list(points.shape)} and {list(idx.shape)}"
+        )
+    b, n, c = points.shape
+    bags = _flat_rows(idx, n).view(-1, idx.shape[-1])
+    return F.embedding_bag(bags, points.reshape(b * n, c), mode="sum").view(*idx.shape[:2], c)
+
+
+class _GatherShifted(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, points, idx, shift):  # type: ignore[override]
+        if points.dim() != 3 or idx.shape[0] != points.shape[0]:
+            raise ValueError(f"points must be [B, N, C] with B = {idx.shape[0]}, got {list(points.shape)}")
+        b, n, c = points.shape
+        rows = _flat_rows(idx, n)
+        out = points.new_empty(*idx.shape, c)
+        torch.index_select(points.reshape(b * n, c), 0, rows, out=out.view(-1, c))
+        out.add_(shift.unsqueeze(-2))
+        ctx.save_for_backward(rows)
+        ctx.points_shape = points.shape
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        (rows,) = ctx.saved_tensors
+        b, n, c = ctx.points_shape
+        grad_points = grad.new_zeros(b * n, c).index_add_(0, rows, grad.reshape(-1, c)).view(b, n, c)
+        return grad_points, None, grad.sum(-2)
+
+
+def _flat_rows(idx: torch.Tensor, n: int) -> torch.Tensor:
+    """Rows of ``idx [B, *S]`` in the flattened ``[B * N, C]`` table, ``[B * prod(S)]`` (range-checked)."""
+    _check_in_range(idx, n)
+    b = idx.shape[0]
+    offsets = torch.arange(0, b * n, n, device=idx.device, dtype=idx.dtype).view(b, *(1,) * (idx.dim() - 1))
+    return (idx + offsets).reshape(-1)
 
 
 def _check_in_range(idx: torch.Tensor, n: int) -> None:

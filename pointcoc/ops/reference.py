@@ -106,3 +106,11 @@ def knn_points_naive(queries: torch.Tensor, points: torch.Tensor, k: int) -> tor
 
 def gather_points_naive(points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return torch.stack([points[b][idx[b]] for b in range(points.shape[0])])
+
+
+def gather_points_sum_naive(points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    return gather_points_naive(points, idx).sum(-2)
+
+
+def gather_points_shifted_naive(points: torch.Tensor, idx: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    return gather_points_naive(points, idx) + shift.unsqueeze(-2)
