@@ -309,6 +309,28 @@ def test_shared_values_are_the_operator_on_copies(groups, aggregation):
     assert torch.autograd.gradcheck(shared, [*few_points, *inputs[2:]])
 
 
+@pytest.mark.parametrize("groups", [1, 2])
+def test_mean_centers_are_the_operator_given_the_means(groups):
+    # centers=value_centers=None: the sets' means, their gradients folded into the points' own
+    from pointcoc.cluster import aggregate_clusters
+
+    p, v, _, _, alpha, beta = make_inputs(b=4, n=9, m=1, dtype=torch.float64)
+    v = v.detach()[: 4 // groups].requires_grad_()
+    grad_out = torch.randn(4, 1, v.shape[-1], dtype=torch.float64)
+
+    def run(means: bool):
+        leaves = [t.detach().clone().requires_grad_() for t in (p, v, alpha, beta)]
+        pts, vals = leaves[:2]
+        centers = (None, None) if means else (pts.mean(1, keepdim=True), vals.mean(1, keepdim=True))
+        out = aggregate_clusters(pts, vals, *centers, *leaves[2:], groups=groups)
+        out.aggregated.backward(grad_out)
+        return (out.aggregated.detach(), out.assignment, *(t.grad for t in leaves))
+
+    torch.testing.assert_close(run(True), run(False), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="both be given or both be None"):
+        aggregate_clusters(p, v, None, v[:, :1], alpha, beta, groups=groups)
+
+
 def test_shared_values_reject_what_they_cannot_take():
     from pointcoc.cluster import aggregate_clusters
 

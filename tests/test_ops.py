@@ -4,8 +4,22 @@ import types
 import pytest
 import torch
 
-from pointcoc.ops import backends, farthest_point_sample, gather_points, knn_points, square_distance
-from pointcoc.ops.reference import farthest_point_sample_naive, gather_points_naive, knn_points_naive
+from pointcoc.ops import (
+    backends,
+    farthest_point_sample,
+    gather_points,
+    gather_points_shifted,
+    gather_points_sum,
+    knn_points,
+    square_distance,
+)
+from pointcoc.ops.reference import (
+    farthest_point_sample_naive,
+    gather_points_naive,
+    gather_points_shifted_naive,
+    gather_points_sum_naive,
+    knn_points_naive,
+)
 
 
 @pytest.mark.parametrize("b,n,d,s", [(1, 16, 3, 5), (3, 50, 3, 17), (2, 40, 5, 40), (2, 64, 2, 8)])
@@ -52,6 +66,30 @@ def test_gather_matches_naive_and_backprops(idx_shape):
     out.sum().backward()
     expected = torch.zeros(3, 11).scatter_add_(1, idx.reshape(3, -1), torch.ones(idx.reshape(3, -1).shape))
     torch.testing.assert_close(pts.grad, expected.unsqueeze(-1).expand(-1, -1, 6))
+
+
+@pytest.mark.parametrize(
+    "op, naive", [(gather_points_sum, gather_points_sum_naive), (gather_points_shifted, None)]
+)
+def test_group_gathers_match_naive_values_and_grads(op, naive):
+    g = torch.Generator().manual_seed(0)
+    points = torch.randn(3, 11, 5, dtype=torch.float64, generator=g)
+    idx = torch.randint(0, 11, (3, 4, 6), generator=g)
+    shift = torch.randn(3, 4, 5, dtype=torch.float64, generator=g)
+    args = (shift,) if naive is None else ()
+    naive = naive or gather_points_shifted_naive
+    inputs = [points, *args]
+    grads = []
+    for fn in (op, naive):
+        leaves = [t.clone().requires_grad_() for t in inputs]
+        out = fn(leaves[0], idx, *leaves[1:])
+        out.backward(torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view(out.shape))
+        grads.append((out.detach(), *(t.grad for t in leaves)))
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match=r"idx must lie in \[0, 11\)"):
+        op(points, idx + 11, *args)
+    with pytest.raises(ValueError, match=r"\[B, S, K\]"):
+        op(points, idx[:, 0], *args)
 
 
 @pytest.fixture

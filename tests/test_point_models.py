@@ -306,3 +306,124 @@ def test_linear_bn_forward_concat_trains_as_the_concatenation():
         layer.eval()
         torch.testing.assert_close(layer.forward_concat(x, shared), layer(
             torch.cat([x, shared.unsqueeze(-2).expand(-1, -1, 7, -1)], dim=-1)), rtol=0, atol=0)  # fmt: skip
+
+
+@pytest.mark.parametrize("use_xyz", [False, True])
+def test_grouper_linear_of_groups_is_the_transfer_of_the_official_groups(use_xyz):
+    # Training maps the N points before grouping them; it must be the transfer layer's product of the
+    # official grouper's output (normalised neighbours and their anchors' features), forward and backward.
+    from pointcoc.models.pointmlp import LocalGrouper
+
+    torch.manual_seed(0)
+    grouper = LocalGrouper(6, samples=8, k=5, use_xyz=use_xyz, normalize="anchor").double()
+    linear = torch.nn.Linear(2 * 6 + 3 * use_xyz, 7).double()
+    with torch.no_grad():
+        grouper.affine_alpha.normal_()
+        grouper.affine_beta.normal_()
+    xyz, feats = torch.rand(2, 30, 3, dtype=torch.float64), torch.randn(2, 30, 6, dtype=torch.float64) + 2
+    grad_out = torch.randn(2, 8, 5, 7, dtype=torch.float64)
+
+    def run(route: bool):
+        grouper.zero_grad(set_to_none=True)
+        linear.zero_grad(set_to_none=True)
+        f = feats.clone().requires_grad_()
+        if route:
+            anchors, groups, out = grouper.linear_of_groups(xyz, f, linear)
+        else:
+            anchors, groups, grouped, anchor_feats = grouper(xyz, f)
+            out = linear(torch.cat([grouped, anchor_feats.unsqueeze(2).expand(-1, -1, 5, -1)], -1))
+        out.backward(grad_out)
+        params = [grouper.affine_alpha, grouper.affine_beta, linear.weight, linear.bias]
+        return anchors, groups, out.detach(), f.grad, *(p.grad for p in params)
+
+    torch.testing.assert_close(run(True), run(False), rtol=1e-10, atol=1e-12)
+
+
+def test_anchor_difference_std_from_moments_is_as_accurate_as_float32_allows():
+    # The std of the neighbour-anchor differences comes from group sums (no [B, S, K, C] tensor); centred,
+    # features far from zero (ReLU outputs with an offset) keep it within a few float32 roundings.
+    from pointcoc.models.pointmlp import _anchor_difference_std
+
+    g = torch.Generator().manual_seed(0)
+    table = torch.relu(torch.randn(4, 256, 64, generator=g) + 5)
+    groups = torch.randint(0, 256, (4, 128, 24), generator=g)
+    anchors = gather_points(table, groups[:, :, 0])
+    diff = (gather_points(table, groups) - anchors.unsqueeze(2)).double()
+    exact = diff.reshape(4, -1).std(-1)
+    torch.testing.assert_close(
+        _anchor_difference_std(table, anchors, groups).double(), exact, rtol=2e-6, atol=0
+    )
+
+
+def _layer_train_step(module, x, grad_out, forward):
+    module.zero_grad(set_to_none=True)
+    x = x.clone().requires_grad_()
+    out = forward(x)
+    out.backward(grad_out)
+    return out.detach(), x.grad, *(p.grad for p in module.parameters()), *module.buffers()
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_fused_batchnorm_relu_and_residual_unit_train_as_the_composed_layers(bias):
+    # Their backwards are written out (fewer full-size tensors); values, gradients and running statistics
+    # must be the composed layers'.
+    import copy
+
+    from pointcoc.layers import LinearBN
+    from pointcoc.models.pointmlp import ResidualMLP
+
+    torch.manual_seed(0)
+    unit = ResidualMLP(6, 1.5, bias, "relu").double().train()
+    for bn in (unit.net1.bn, unit.net2.bn):
+        torch.nn.init.normal_(bn.weight)
+        torch.nn.init.normal_(bn.bias)
+    x, grad_out = (
+        torch.randn(3, 4, 5, 6, dtype=torch.float64) + 1,
+        torch.randn(3, 4, 5, 6, dtype=torch.float64),
+    )
+
+    def composed(m):
+        def forward(x):
+            hidden = m.act(m.net1.bn(m.net1.fc(x).reshape(-1, 9))).view(3, 4, 5, 9)
+            return m.act(m.net2.bn(m.net2.fc(hidden).reshape(-1, 6)).view(x.shape) + x)
+
+        return forward
+
+    reference = copy.deepcopy(unit)
+    torch.testing.assert_close(
+        _layer_train_step(unit, x, grad_out, unit),
+        _layer_train_step(reference, x, grad_out, composed(reference)),
+        rtol=1e-10, atol=1e-12,
+    )  # fmt: skip
+    layer = LinearBN(6, 9, bias, "relu").double().train()
+    reference = copy.deepcopy(layer)
+    grad_hidden = torch.randn(3, 4, 5, 9, dtype=torch.float64)
+
+    def layer_composed(x):
+        return reference.act(reference.bn(reference.fc(x).reshape(-1, 9))).view(3, 4, 5, 9)
+
+    torch.testing.assert_close(
+        _layer_train_step(layer, x, grad_hidden, layer),
+        _layer_train_step(reference, x, grad_hidden, layer_composed),
+        rtol=1e-10, atol=1e-12,
+    )  # fmt: skip
+
+
+def test_fused_batchnorm_relu_only_where_it_is_the_same_function():
+    from pointcoc.layers import LinearBN
+    from pointcoc.layers.pointwise import _fused_relu
+
+    layer = LinearBN(4, 4, False, "relu").train()
+    y = layer.fc(torch.randn(8, 4))
+    assert _fused_relu(layer.bn, layer.act, y)
+    assert not _fused_relu(layer.bn, torch.nn.GELU(), y)
+    assert not _fused_relu(torch.nn.SyncBatchNorm(4), layer.act, y)
+    with torch.no_grad():
+        assert not _fused_relu(layer.bn, layer.act, layer.fc(torch.randn(8, 4)))
+    layer.bn.momentum = None  # cumulative averages: BatchNorm's own bookkeeping
+    assert not _fused_relu(layer.bn, layer.act, y)
+    layer.bn.momentum = 0.1
+    layer.eval()
+    assert not _fused_relu(layer.bn, layer.act, y)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not _fused_relu(layer.train().bn, layer.act, y)

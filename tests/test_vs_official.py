@@ -71,8 +71,9 @@ def test_every_step_the_benchmark_times_runs(code, key):
 
 @pytest.mark.parametrize("key", ["pointMLP", "pointMLP_CoC"])
 def test_training_forward_and_gradients_agree_with_the_official_model(code, key):
-    # Training takes shorter routes than evaluation in our point models (the transfer layer's anchor half
-    # once per group, the cluster block's v and proj once per group): in float64, the training-mode output
+    # Training takes shorter routes than evaluation in our point models (the transfer layer's products on the
+    # N points before the grouping, the cluster block's v and proj once per group with the group means inside
+    # the operator, fused BatchNorm+ReLU and residual-unit backwards): in float64, the training-mode output
     # and every parameter's gradient must still be the official module's.
     import torch
 
