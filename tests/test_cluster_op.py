@@ -310,25 +310,44 @@ def test_shared_values_are_the_operator_on_copies(groups, aggregation):
 
 
 @pytest.mark.parametrize("groups", [1, 2])
-def test_mean_centers_are_the_operator_given_the_means(groups):
-    # centers=value_centers=None: the sets' means, their gradients folded into the points' own
-    from pointcoc.cluster import aggregate_clusters
+@pytest.mark.parametrize("pooled", [False, True])
+def test_pooled_centers_are_the_operator_given_the_pooled_centers(groups, pooled):
+    # centers=value_centers=None: pooled from the sets (center_pool, or the mean), their gradients folded
+    # into the points' own
+    from pointcoc.cluster import aggregate_clusters, set_centers, set_pool_matrix
 
-    p, v, _, _, alpha, beta = make_inputs(b=4, n=9, m=1, dtype=torch.float64)
+    p, v, _, _, alpha, beta = make_inputs(b=4, n=12, m=1, dtype=torch.float64)
     v = v.detach()[: 4 // groups].requires_grad_()
-    grad_out = torch.randn(4, 1, v.shape[-1], dtype=torch.float64)
+    pool = set_pool_matrix((3, 4), (2, 2), torch.float64, torch.device("cpu")) if pooled else None
+    grad_out = torch.randn(4, 4 if pooled else 1, v.shape[-1], dtype=torch.float64)
 
-    def run(means: bool):
+    def centers_of(sets):
+        return set_centers(sets, (3, 4), (2, 2)) if pooled else sets.mean(1, keepdim=True)
+
+    def run(inside: bool):
         leaves = [t.detach().clone().requires_grad_() for t in (p, v, alpha, beta)]
         pts, vals = leaves[:2]
-        centers = (None, None) if means else (pts.mean(1, keepdim=True), vals.mean(1, keepdim=True))
-        out = aggregate_clusters(pts, vals, *centers, *leaves[2:], groups=groups)
+        centers = (None, None) if inside else (centers_of(pts), centers_of(vals))
+        out = aggregate_clusters(
+            pts, vals, *centers, *leaves[2:], groups=groups, center_pool=pool if inside else None
+        )
         out.aggregated.backward(grad_out)
         return (out.aggregated.detach(), out.assignment, *(t.grad for t in leaves))
 
     torch.testing.assert_close(run(True), run(False), rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="both be given or both be None"):
         aggregate_clusters(p, v, None, v[:, :1], alpha, beta, groups=groups)
+    with pytest.raises(ValueError, match=r"center_pool \[M, N\] pools the centers of 12-point sets"):
+        aggregate_clusters(p, v, None, None, alpha, beta, groups=groups, center_pool=torch.ones(2, 5))
+
+
+def test_set_pool_matrix_is_set_centers():
+    from pointcoc.cluster import set_centers, set_pool_matrix
+
+    sets = torch.randn(6, 7 * 7, 5)
+    for proposals in ((2, 2), (4, 4), (1, 3)):
+        pool = set_pool_matrix((7, 7), proposals, sets.dtype, sets.device)
+        torch.testing.assert_close(pool @ sets, set_centers(sets, (7, 7), proposals))
 
 
 def test_shared_values_reject_what_they_cannot_take():

@@ -17,6 +17,7 @@ from .regions import (
     merge_region_sets,
     padded_to_folds,
     set_centers,
+    set_pool_matrix,
     split_region_sets,
     unfold_regions,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "merge_region_sets",
     "padded_to_folds",
     "set_centers",
+    "set_pool_matrix",
     "split_region_sets",
     "unfold_regions",
 ]

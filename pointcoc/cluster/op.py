@@ -159,10 +159,15 @@ class _ContextCluster(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, points, values, centers, value_centers, alpha, beta, count, dense, dispatch, groups):  # type: ignore[override]
-        ctx.mean_centers = centers is None
-        if ctx.mean_centers:
+    def forward(
+        ctx, points, values, centers, value_centers, alpha, beta, count, dense, dispatch, groups, pool
+    ):  # type: ignore[override]
+        ctx.pooled, ctx.pool = centers is None, pool
+        if ctx.pooled and pool is None:
             centers, value_centers = points.mean(1, keepdim=True), values.mean(1, keepdim=True)
+        elif ctx.pooled:
+            centers = torch.matmul(pool.to(points.dtype), points)
+            value_centers = torch.matmul(pool.to(values.dtype), values)
         with torch.autocast(points.device.type, enabled=False):
             sim_dtype = torch.promote_types(points.dtype, torch.float32)
             p, c = points.to(sim_dtype), centers.to(sim_dtype)
@@ -274,14 +279,18 @@ class _ContextCluster(torch.autograd.Function):
             grad_points = _gather_rows(c_hat, rows).mul_(tangential).addcmul_(p, radial.unsqueeze(-1))
             radial_c = (grad_c_hat * c_hat).sum(-1, keepdim=True) * (c_len >= _NORMALIZE_EPS)
             grad_centers = (grad_c_hat - c_hat * radial_c) / c_len.clamp_min(_NORMALIZE_EPS)
-            if ctx.mean_centers:  # into the points' own gradients: no [B, N, *] tensor per mean
-                n = points.shape[1]
-                grad_points.add_(grad_centers / n)
-                grad_values.add_(grad_value_centers / n)
+            if ctx.pooled:  # into the points' own gradients: no [B, N, *] tensor per pooling
+                if ctx.pool is None:
+                    grad_points.add_(grad_centers / points.shape[1])
+                    grad_values.add_(grad_value_centers / points.shape[1])
+                else:
+                    for grad, grad_pooled in ((grad_points, grad_centers), (grad_values, grad_value_centers)):
+                        spread = ctx.pool.t().to(grad.dtype).expand(grad.shape[0], -1, -1)
+                        grad.baddbmm_(spread, grad_pooled.to(grad.dtype))
                 grad_centers = grad_value_centers = None
         return (
             grad_points.to(points.dtype), grad_values, _cast(grad_centers, centers.dtype), grad_value_centers,
-            grad_alpha.to(alpha.dtype), grad_beta.to(ctx.beta_dtype), None, None, None, None,
+            grad_alpha.to(alpha.dtype), grad_beta.to(ctx.beta_dtype), None, None, None, None, None,
         )  # fmt: skip
 
 
@@ -300,8 +309,15 @@ def _run(
     path: str,
     dispatch: bool,
     groups: int = 1,
+    center_pool: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     check_cluster_inputs(points, values, centers, value_centers, groups)
+    if center_pool is not None and (centers is not None or center_pool.shape[-1] != points.shape[1]):
+        raise ValueError(
+            f"center_pool [M, N] pools the centers of {points.shape[1]}-point sets (with centers = "
+            f"value_centers = None), got {list(center_pool.shape)}"
+            + ("" if centers is None else " with centers given")
+        )
     check_aggregation(aggregation)
     if path not in PATHS:
         raise ValueError(f"path must be one of {PATHS}, got {path!r}")
@@ -313,12 +329,13 @@ def _run(
         training = grad_needed(
             *(t for t in (points, values, centers, value_centers, alpha, beta) if t is not None)
         )
-        dense = groups > 1 or (training and (centers is None or centers.shape[1] <= DENSE_MAX_CENTERS))
+        m = (1 if center_pool is None else center_pool.shape[0]) if centers is None else centers.shape[1]
+        dense = groups > 1 or (training and m <= DENSE_MAX_CENTERS)
     else:
         dense = path == "dense"
     count = aggregation == "count"
     return _ContextCluster.apply(
-        points, values, centers, value_centers, alpha, beta, count, dense, dispatch, groups
+        points, values, centers, value_centers, alpha, beta, count, dense, dispatch, groups, center_pool
     )
 
 
@@ -360,6 +377,7 @@ def aggregate_clusters(
     aggregation: Aggregation = "similarity",
     path: str = "auto",
     groups: int = 1,
+    center_pool: torch.Tensor | None = None,
 ) -> ClusterCenters:
     """:func:`context_cluster` up to its aggregation: the centers' ``g_m``, without the dispatch to points.
 
@@ -375,12 +393,16 @@ def aggregate_clusters(
     [B / groups, M, E]``), e.g. one region's input clustered by every head; each set still gets its own
     aggregate, ``[B, M, E]``. Takes the dense path.
 
-    ``centers = value_centers = None``: one center per set, the mean of its points (and of its values), as
-    the point models' kNN groups propose it; their gradients are added into the points' and values' own
-    (the same result as passing the means, without a full-size gradient tensor for each).
+    ``centers = value_centers = None``: the centers are pooled from the sets themselves, ``center_pool @
+    points`` and ``center_pool @ values`` with ``center_pool [M, N]`` (e.g. an image region's grid windows,
+    :func:`pointcoc.cluster.set_pool_matrix`), or, without it, one center per set, the mean of its points
+    (the point models' kNN groups). Their gradients are added into the points' and values' own: the same
+    result as passing the pooled centers, without a full-size gradient tensor and its accumulation for each.
     """
     return ClusterCenters(
-        *_run(points, values, centers, value_centers, alpha, beta, aggregation, path, False, groups)
+        *_run(
+            points, values, centers, value_centers, alpha, beta, aggregation, path, False, groups, center_pool
+        )
     )
 
 

@@ -12,6 +12,8 @@ point sets ``[B * heads * regions, N, E]`` in one copy, :func:`merge_region_sets
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -90,3 +92,15 @@ def set_centers(sets: torch.Tensor, region: tuple[int, int], proposals: tuple[in
     grid = sets.reshape(-1, *region, e).permute(0, 3, 1, 2)
     pooled = F.adaptive_avg_pool2d(grid, proposals)  # channels-last in, channels-last out
     return pooled.permute(0, 2, 3, 1).reshape(*lead, -1, e)
+
+
+@functools.lru_cache(maxsize=64)
+def set_pool_matrix(
+    region: tuple[int, int], proposals: tuple[int, int], dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """:func:`set_centers` as a matrix ``[ph * pw, N]``: ``set_centers(sets, region, proposals)`` equals
+    ``set_pool_matrix(...) @ sets`` (adaptive average pooling is linear; its windows are read off the
+    pooling of each point's indicator). Cached: the mixers ask for it every step."""
+    h, w = region
+    indicators = torch.eye(h * w, dtype=dtype, device=device).view(h * w, 1, h, w)
+    return F.adaptive_avg_pool2d(indicators, proposals).view(h * w, -1).t().contiguous()

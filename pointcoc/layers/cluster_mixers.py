@@ -24,6 +24,7 @@ from ..cluster import (
     merge_region_sets,
     padded_to_folds,
     set_centers,
+    set_pool_matrix,
     split_region_sets,
 )
 from ..cluster.op import Aggregation, ClusterResult, check_aggregation
@@ -197,10 +198,10 @@ class RegionClusterMixer(ClusterMixer):
         points = split_region_sets(x, 1, self.folds)  # [B * regions, N, C], shared by the heads
         feats = F.linear(points, self.f.weight.flatten(1), self.f.bias)
         feats = feats.view(*points.shape[:2], self.heads, -1).permute(2, 0, 1, 3).flatten(0, 1)  # head-major
+        pool = set_pool_matrix(region, self.proposals, x.dtype, x.device)  # the grid centers, as a matrix
         aggregated, assignment, similarity = aggregate_clusters(
-            feats, points, set_centers(feats, region, self.proposals),
-            set_centers(points, region, self.proposals), self.sim_alpha, self.sim_beta, self.aggregation,
-            groups=self.heads,
+            feats, points, None, None, self.sim_alpha, self.sim_beta, self.aggregation,
+            groups=self.heads, center_pool=pool,
         )  # fmt: skip
         out = dispatch_to_points(self._project_centers(aggregated), assignment, similarity, self.heads)
         # in place on the dispatch's own product before it is viewed (autograd's CopySlices otherwise)
