@@ -163,12 +163,12 @@ class _ContextCluster(torch.autograd.Function):
         ctx, points, values, centers, value_centers, alpha, beta, count, dense, dispatch, groups, pool
     ):  # type: ignore[override]
         ctx.pooled, ctx.pool = centers is None, pool
-        if ctx.pooled and pool is None:
-            centers, value_centers = points.mean(1, keepdim=True), values.mean(1, keepdim=True)
-        elif ctx.pooled:
-            centers = torch.matmul(pool.to(points.dtype), points)
-            value_centers = torch.matmul(pool.to(values.dtype), values)
         with torch.autocast(points.device.type, enabled=False):
+            if ctx.pooled and pool is None:
+                centers, value_centers = points.mean(1, keepdim=True), values.mean(1, keepdim=True)
+            elif ctx.pooled:  # in the inputs' dtypes, as given centers would be
+                centers = torch.matmul(pool.to(points.dtype), points)
+                value_centers = torch.matmul(pool.to(values.dtype), values)
             sim_dtype = torch.promote_types(points.dtype, torch.float32)
             p, c = points.to(sim_dtype), centers.to(sim_dtype)
             p_len, c_len = p.norm(dim=-1), c.norm(dim=-1, keepdim=True)  # [B, N], [B, M, 1]
