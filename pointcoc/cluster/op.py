@@ -127,14 +127,19 @@ def _gather_rows(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return table.reshape(b * m, x).index_select(0, rows).view(b, -1, x)
 
 
-def _shared_weights(weight: torch.Tensor, groups: int) -> torch.Tensor:
-    """One-hot weights ``[B, N, M]`` of ``groups`` blocks of sets -> ``[B / groups, N, groups * M]``: each
-    shared value set's points against the centers of its sets in all blocks (block-major), the layout of one
-    batched product."""
-    if groups == 1:
-        return weight
-    b, n, m = weight.shape
-    return weight.view(groups, b // groups, n, m).permute(1, 2, 0, 3).reshape(b // groups, n, groups * m)
+def _one_hot_weights(
+    assignment: torch.Tensor, weights: torch.Tensor, m: int, groups: int = 1
+) -> torch.Tensor:
+    """``w_nm = weights_n [m = assignment_n]`` as ``[B, N, M]``; with ``groups`` blocks of sets,
+    ``[B / groups, N, groups * M]``: each shared value set's points against the centers of its sets in all
+    blocks (block-major), the layout of one batched product. Differentiable in ``weights``."""
+    b, n = assignment.shape
+    index, src = assignment.unsqueeze(-1), weights.unsqueeze(-1)
+    if groups > 1:  # scattered straight into the shared layout: no copy of a [B, N, M] tensor
+        offsets = torch.arange(0, groups * m, m, device=assignment.device).view(groups, 1, 1)
+        index = (assignment.view(groups, b // groups, n) + offsets).permute(1, 2, 0)
+        src = weights.view(groups, b // groups, n).permute(1, 2, 0)
+    return weights.new_zeros(b // groups, n, groups * m).scatter(-1, index, src)
 
 
 def _blocks_to_shared(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -184,14 +189,13 @@ class _ContextCluster(torch.autograd.Function):
             m = value_centers.shape[1]
             members = torch.ones_like(sim_out) if count else sim_out
             if dense:
-                weight = values.new_zeros(b, n, m).scatter_(-1, index, sim_out.unsqueeze(-1))
-                shared = _shared_weights(weight, groups)
-                numerator = torch.baddbmm(value_centers.repeat(1, groups, 1), shared.transpose(1, 2), values)
+                weight = _one_hot_weights(assignment, sim_out, m, groups)  # [B / groups, N, groups * M]
+                numerator = torch.baddbmm(value_centers.repeat(1, groups, 1), weight.transpose(1, 2), values)
                 denominator = values.new_ones(b, m).scatter_add_(-1, assignment, members)  # [B, M]
                 denominator_shared = _blocks_to_shared(denominator.unsqueeze(-1), groups)
                 aggregated = _shared_to_blocks(numerator.div_(denominator_shared), groups)
                 out = torch.bmm(weight, aggregated) if dispatch else aggregated
-                del weight, shared
+                del weight
             else:
                 # Aggregate and dispatch by rows of the [B * M, E] center table (index_add / index_select);
                 # a one-hot matmul would also add MACs that the official models do not have.
@@ -226,9 +230,7 @@ class _ContextCluster(torch.autograd.Function):
             # out_n = s_n g_m(n),  g_m = num_m / den_m,  num_m = w_m + sum s_n v_n,
             # den_m = 1 + sum s_n ("similarity") or 1 + count_m ("count": no gradient to s)
             if ctx.dispatch:
-                weight = values.new_zeros(*assignment.shape, centers.shape[1]).scatter_(
-                    -1, index, sim_out.unsqueeze(-1)
-                )
+                weight = _one_hot_weights(assignment, sim_out, centers.shape[1])
                 grad_numerator = torch.bmm(weight.transpose(1, 2), grad_out).div_(denominator.unsqueeze(-1))
                 del weight  # frees a [B, N, M] buffer before the next one is allocated
             else:  # grad_out is the gradient of g itself
@@ -244,10 +246,8 @@ class _ContextCluster(torch.autograd.Function):
                 # dL/ds_n = <G_n, g_m(n)> + <v_n, dnum_m(n)> + dden_m(n): computed for all m, then picked.
                 grad_sim_all = torch.bmm(values, grad_numerator.transpose(1, 2))
             else:  # the shared values collect from all their sets' centers: batched products again
-                weight = values.new_zeros(b, sim.shape[1], m).scatter_(-1, index, sim_out.unsqueeze(-1))
                 grad_shared = _blocks_to_shared(grad_numerator, groups)
-                grad_values = torch.bmm(_shared_weights(weight, groups), grad_shared)
-                del weight
+                grad_values = torch.bmm(_one_hot_weights(assignment, sim_out, m, groups), grad_shared)
                 grad_value_centers = grad_numerator.view(groups, b // groups, m, e).sum(0)
                 grad_sim_all = torch.bmm(values, grad_shared.transpose(1, 2))  # [B / groups, N, groups * M]
                 grad_sim_all = (
@@ -419,10 +419,8 @@ def dispatch_to_points(
         return _gather_rows(aggregated, _center_rows(assignment, m)) * similarity.unsqueeze(-1)
     # As a product with the one-hot weights (the dense path's dispatch): its backward builds no [B, N, E]
     # tensor, where a row gather's product with the similarities keeps one and allocates two more.
-    if m == 1:
+    if m == 1 and groups == 1:
         weight = similarity.unsqueeze(-1)
     else:
-        weight = similarity.new_zeros(*assignment.shape, m).scatter(
-            -1, assignment.unsqueeze(-1), similarity.unsqueeze(-1)
-        )
-    return torch.bmm(_shared_weights(weight, groups), _blocks_to_shared(aggregated, groups))
+        weight = _one_hot_weights(assignment, similarity, m, groups)
+    return torch.bmm(weight, _blocks_to_shared(aggregated, groups))
