@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import load_fixture
+from conftest import assert_mixer_route_is_the_official_graph, load_fixture
 
 import pointcoc
 from pointcoc.cluster import cosine_similarity_to_centers, fold_regions, grid_centers, grid_to_points
@@ -119,25 +119,12 @@ def test_region_outside_the_padding_is_unchanged():
     assert torch.isfinite(x10.grad).all()
 
 
-def _mixer_train_step(mixer: RegionClusterMixer, x: torch.Tensor, grad_out: torch.Tensor):
-    mixer.zero_grad(set_to_none=True)
-    x = x.detach().clone().requires_grad_()
-    out = mixer(x)
-    out.backward(grad_out)
-    return out.detach(), x.grad, {n: p.grad for n, p in mixer.named_parameters()}
-
-
 @pytest.mark.parametrize(
     "size, fold, heads, proposals",
     [(16, 4, 4, 2), (14, 2, 8, 2), (7, 1, 8, 2), (12, 1, 2, 4), (12, 3, 1, 3)],
 )
 def test_region_mixer_training_route_is_the_official_graph(size, fold, heads, proposals):
-    # Training applies v and proj to every head's centers (similarity normaliser, divisible map); any other
-    # cluster_op runs the official graph: both must give the same values and gradients.
-    import functools
-
-    from pointcoc.cluster import context_cluster
-
+    # Training applies v and proj to every head's centers (similarity normaliser, divisible map)
     torch.manual_seed(0)
     mixer = RegionClusterMixer(
         20, fold_w=fold, fold_h=fold, heads=heads, head_dim=6, proposal_w=proposals, proposal_h=proposals
@@ -146,13 +133,7 @@ def test_region_mixer_training_route_is_the_official_graph(size, fold, heads, pr
         mixer.sim_alpha.fill_(1.4)
         mixer.sim_beta.fill_(-0.3)
     x, grad_out = torch.randn(2, 20, size, size).double(), torch.randn(2, 20, size, size).double()
-    assert mixer._through_centers(x.requires_grad_())
-    short = _mixer_train_step(mixer, x, grad_out)
-    mixer.cluster_op = functools.partial(context_cluster)  # not the operator itself: the official graph
-    assert not mixer._through_centers(x)
-    official = _mixer_train_step(mixer, x, grad_out)
-    torch.testing.assert_close(short[:2], official[:2], rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(short[2], official[2], rtol=1e-10, atol=1e-12)
+    assert_mixer_route_is_the_official_graph(mixer, x, grad_out)
 
 
 def test_region_mixer_takes_the_official_graph_where_the_route_is_not_the_same_function(monkeypatch):

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import load_fixture
+from conftest import assert_mixer_route_is_the_official_graph, load_fixture, train_step
 
 import pointcoc
 from pointcoc.compat import load_official_checkpoint, official_model
@@ -251,21 +251,9 @@ def test_group_owner_takes_the_most_similar_group_and_marks_ungrouped_points():
     torch.testing.assert_close(best, torch.tensor([[[0.9, 0.6, 0.7, 0.8, 0.3, 0.0]]]))
 
 
-def _train_step_grads(module: torch.nn.Module, x: torch.Tensor, grad_out: torch.Tensor):
-    module.zero_grad(set_to_none=True)
-    x = x.detach().clone().requires_grad_()
-    out = module(x)
-    out.backward(grad_out)
-    return out.detach(), x.grad, {n: p.grad for n, p in module.named_parameters()}
-
-
 @pytest.mark.parametrize("heads", [1, 2])
 def test_group_mixer_training_route_is_the_official_graph(heads):
-    # Training pushes v and proj through the aggregation (one head, similarity normaliser); any other
-    # cluster_op runs the official graph: both must give the same values and gradients.
-    import functools
-
-    from pointcoc.cluster import context_cluster
+    # Training pushes v and proj through the aggregation (one head, similarity normaliser)
     from pointcoc.layers import GroupClusterMixer
 
     torch.manual_seed(0)
@@ -274,13 +262,7 @@ def test_group_mixer_training_route_is_the_official_graph(heads):
         mixer.sim_alpha.fill_(1.4)
         mixer.sim_beta.fill_(-0.3)
     x, grad_out = torch.randn(2, 5, 7, 64, dtype=torch.float64), torch.randn(2, 5, 7, 64, dtype=torch.float64)
-    assert mixer._through_centers(x.requires_grad_()) == (heads == 1)
-    short = _train_step_grads(mixer, x, grad_out)
-    mixer.cluster_op = functools.partial(context_cluster)  # not the operator itself: the official graph
-    assert not mixer._through_centers(x)
-    official = _train_step_grads(mixer, x, grad_out)
-    torch.testing.assert_close(short[:2], official[:2], rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(short[2], official[2], rtol=1e-10, atol=1e-12)
+    assert_mixer_route_is_the_official_graph(mixer, x, grad_out, routed=heads == 1)
 
 
 def test_linear_bn_forward_concat_trains_as_the_concatenation():
@@ -356,11 +338,7 @@ def test_anchor_difference_std_from_moments_is_as_accurate_as_float32_allows():
 
 
 def _layer_train_step(module, x, grad_out, forward):
-    module.zero_grad(set_to_none=True)
-    x = x.clone().requires_grad_()
-    out = forward(x)
-    out.backward(grad_out)
-    return out.detach(), x.grad, *(p.grad for p in module.parameters()), *module.buffers()
+    return *train_step(module, x, grad_out, forward), list(module.buffers())
 
 
 @pytest.mark.parametrize("bias", [False, True])
