@@ -134,18 +134,26 @@ class LocalGrouper(nn.Module):
 def _anchor_difference_std(table: torch.Tensor, anchors: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     """Per cloud, the unbiased std over ``(S, K, C)`` of ``gather_points(table, groups)`` minus the
     anchors (as the official grouper's ``torch.std``), from sums over the groups: no ``[B, S, K, C]``
-    tensor."""
+    tensor. Computed in at least float32, also under autocast (in bf16 the moments' cancellation costs a
+    percent), and returned in the table's dtype."""
     s, k = groups.shape[1:]
     count = s * k * table.shape[-1]
-    # the differences do not change with a shift of the table; centred, the moments' cancellation is that
-    # of the features' spread, not of their mean
-    center = anchors.detach().mean(1, keepdim=True)
-    table, anchors = table - center, anchors - center
-    sums = gather_points_sum(table, groups)  # [B, S, C]
-    square_sums = gather_points_sum(table.square().sum(-1, keepdim=True), groups)  # [B, S, 1]
-    total = sums.sum((1, 2)) - k * anchors.sum((1, 2))
-    total_sq = square_sums.sum((1, 2)) + k * anchors.square().sum((1, 2)) - 2 * (anchors * sums).sum((1, 2))
-    return ((total_sq - total.square() / count) / (count - 1)).clamp_min(0).sqrt()
+    with torch.autocast(table.device.type, enabled=False):
+        dtype = torch.promote_types(table.dtype, torch.float32)
+        # the differences do not change with a shift of the table; centred, the moments' cancellation is
+        # that of the features' spread, not of their mean
+        center = anchors.detach().to(dtype).mean(1, keepdim=True)
+        points, anchor_rows = table.to(dtype) - center, anchors.to(dtype) - center
+        sums = gather_points_sum(points, groups)  # [B, S, C]
+        square_sums = gather_points_sum(points.square().sum(-1, keepdim=True), groups)  # [B, S, 1]
+        total = sums.sum((1, 2)) - k * anchor_rows.sum((1, 2))
+        total_sq = (
+            square_sums.sum((1, 2))
+            + k * anchor_rows.square().sum((1, 2))
+            - 2 * (anchor_rows * sums).sum((1, 2))
+        )
+        var = (total_sq - total.square() / count) / (count - 1)
+        return var.clamp_min(0).sqrt().to(table.dtype)
 
 
 class PreBlock(nn.Module):
