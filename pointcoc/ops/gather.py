@@ -34,10 +34,15 @@ def gather_points_shifted(points: torch.Tensor, idx: torch.Tensor, shift: torch.
     ``[B, S, K, C]`` view would copy the whole gradient (CopySlices) and an out-of-place one allocates a
     second full-size tensor.
     """
-    if idx.dim() != 3 or shift.shape != (*idx.shape[:2], points.shape[-1]):
+    if (
+        points.dim() != 3
+        or idx.dim() != 3
+        or idx.shape[0] != points.shape[0]
+        or shift.shape != (*idx.shape[:2], points.shape[-1])
+    ):
         raise ValueError(
-            f"idx must be [B, S, K] and shift [B, S, C]; got idx {list(idx.shape)}, "
-            f"shift {list(shift.shape)} for points {list(points.shape)}"
+            f"points must be [B, N, C], idx [B, S, K] and shift [B, S, C]; got points {list(points.shape)}, "
+            f"idx {list(idx.shape)}, shift {list(shift.shape)}"
         )
     return _GatherShifted.apply(points, idx, shift)
 
@@ -57,8 +62,6 @@ def gather_points_sum(points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 class _GatherShifted(torch.autograd.Function):
     @staticmethod
     def forward(ctx, points, idx, shift):  # type: ignore[override]
-        if points.dim() != 3 or idx.shape[0] != points.shape[0]:
-            raise ValueError(f"points must be [B, N, C] with B = {idx.shape[0]}, got {list(points.shape)}")
         b, n, c = points.shape
         rows = _flat_rows(idx, n)
         out = points.new_empty(*idx.shape, c)
