@@ -127,19 +127,40 @@ def _gather_rows(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return table.reshape(b * m, x).index_select(0, rows).view(b, -1, x)
 
 
+def _shared_index(assignment: torch.Tensor, m: int, groups: int) -> torch.Tensor:
+    """``[B / groups, N, groups]``: each point's center in each block, as a column of the shared layout
+    ``[B / groups, N, groups * M]`` (block-major), the layout of one batched product per shared value set."""
+    b, n = assignment.shape
+    offsets = torch.arange(0, groups * m, m, device=assignment.device).view(groups, 1, 1)
+    return (assignment.view(groups, b // groups, n) + offsets).permute(1, 2, 0)
+
+
 def _one_hot_weights(
-    assignment: torch.Tensor, weights: torch.Tensor, m: int, groups: int = 1
+    assignment: torch.Tensor,
+    weights: torch.Tensor,
+    m: int,
+    groups: int = 1,
+    pooled: bool = False,
+    pool: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``w_nm = weights_n [m = assignment_n]`` as ``[B, N, M]``; with ``groups`` blocks of sets,
     ``[B / groups, N, groups * M]``: each shared value set's points against the centers of its sets in all
-    blocks (block-major), the layout of one batched product. Differentiable in ``weights``."""
+    blocks (:func:`_shared_index`). Differentiable in ``weights``.
+
+    ``pooled``: plus each center's pooling row (``pool [M, N]``, or ``1 / N`` without it), so that
+    ``w^T @ values`` is ``w_m + sum_n s_n v_n`` with the pooled value center ``w_m`` in the same product."""
     b, n = assignment.shape
     index, src = assignment.unsqueeze(-1), weights.unsqueeze(-1)
     if groups > 1:  # scattered straight into the shared layout: no copy of a [B, N, M] tensor
-        offsets = torch.arange(0, groups * m, m, device=assignment.device).view(groups, 1, 1)
-        index = (assignment.view(groups, b // groups, n) + offsets).permute(1, 2, 0)
+        index = _shared_index(assignment, m, groups)
         src = weights.view(groups, b // groups, n).permute(1, 2, 0)
-    return weights.new_zeros(b // groups, n, groups * m).scatter(-1, index, src)
+    shape = (b // groups, n, groups * m)
+    if not pooled:  # in place on the new zeros: an out-of-place scatter would copy them first
+        return weights.new_zeros(shape).scatter_(-1, index, src)
+    if pool is None:
+        return weights.new_full(shape, 1.0 / n).scatter_add_(-1, index, src)
+    rows = pool.t().to(weights.dtype).unsqueeze(1).expand(n, groups, m).reshape(n, groups * m)
+    return rows.expand(shape).contiguous().scatter_add_(-1, index, src)
 
 
 def _blocks_to_shared(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -148,10 +169,20 @@ def _blocks_to_shared(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.view(groups, b // groups, m, e).transpose(0, 1).reshape(b // groups, groups * m, e)
 
 
-def _shared_to_blocks(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """Inverse of :func:`_blocks_to_shared`."""
-    bs, gm, e = x.shape
-    return x.view(bs, groups, gm // groups, e).transpose(0, 1).reshape(bs * groups, gm // groups, e)
+def _divide_shared(x: torch.Tensor, denominator: torch.Tensor, groups: int, to_shared: bool) -> torch.Tensor:
+    """``x / denominator`` per center, written in the other of the two layouts in the same pass: ``x`` in
+    the shared layout ``[B / groups, groups * M, E]`` to blocks ``[B, M, E]``, or (``to_shared``) back."""
+    b, m = denominator.shape
+    e = x.shape[-1]
+    out = x.new_empty((b // groups, groups * m, e) if to_shared else (b, m, e))
+    shared, blocks = (out, x) if to_shared else (x, out)
+    shared, blocks = (
+        shared.view(b // groups, groups, m, e),
+        blocks.view(groups, b // groups, m, e).transpose(0, 1),
+    )
+    source, target = (blocks, shared) if to_shared else (shared, blocks)
+    torch.div(source, denominator.view(groups, b // groups, m, 1).transpose(0, 1), out=target)
+    return out
 
 
 class _ContextCluster(torch.autograd.Function):
@@ -167,34 +198,48 @@ class _ContextCluster(torch.autograd.Function):
     def forward(
         ctx, points, values, centers, value_centers, alpha, beta, count, dense, dispatch, groups, pool
     ):  # type: ignore[override]
-        ctx.pooled, ctx.pool = centers is None, pool
+        ctx.pooled, ctx.pool, ctx.dense = centers is None, pool, dense
         with torch.autocast(points.device.type, enabled=False):
-            if ctx.pooled and pool is None:
-                centers, value_centers = points.mean(1, keepdim=True), values.mean(1, keepdim=True)
-            elif ctx.pooled:  # in the inputs' dtypes, as given centers would be
-                centers = torch.matmul(pool.to(points.dtype), points)
-                value_centers = torch.matmul(pool.to(values.dtype), values)
+            (b, n), e = points.shape[:2], values.shape[-1]
+            if ctx.pooled:  # in the inputs' dtypes, as given centers would be
+                centers = _pooled(points, pool)
+                if not dense:  # (the dense path pools the values inside its aggregation product)
+                    value_centers = _pooled(values, pool)
             sim_dtype = torch.promote_types(points.dtype, torch.float32)
             p, c = points.to(sim_dtype), centers.to(sim_dtype)
             p_len, c_len = p.norm(dim=-1), c.norm(dim=-1, keepdim=True)  # [B, N], [B, M, 1]
+            p_norm = p_len.clamp_min(_NORMALIZE_EPS)
             c_hat = c / c_len.clamp_min(_NORMALIZE_EPS)
             # cos(p, c) = <p, c_hat> / |p|: no normalised [B, N, D] copy of the points is needed.
-            cos = torch.bmm(p, c_hat.transpose(1, 2)).div_(p_len.clamp_min(_NORMALIZE_EPS).unsqueeze(-1))
-            sim, assignment = torch.sigmoid(beta + alpha * cos).max(dim=-1)  # [B, N]
+            cos = torch.bmm(p, c_hat.transpose(1, 2)).div_(p_norm.unsqueeze(-1))
+            # the official expression's rounding (sigmoid(beta + alpha * cos)): with trained weights, logits
+            # that saturate the sigmoid tie, and a fused multiply-add there moved assignments
+            sim, assignment = (alpha * cos).add_(beta).sigmoid_().max(dim=-1)  # [B, N]
             index = assignment.unsqueeze(-1)
             cos_chosen = cos.gather(-1, index).squeeze(-1)
             sim_out = sim.to(values.dtype)
             del cos
-            (b, n), e = sim.shape, values.shape[-1]
-            m = value_centers.shape[1]
+            m = centers.shape[1]
             members = torch.ones_like(sim_out) if count else sim_out
             if dense:
-                weight = _one_hot_weights(assignment, sim_out, m, groups)  # [B / groups, N, groups * M]
-                numerator = torch.baddbmm(value_centers.repeat(1, groups, 1), weight.transpose(1, 2), values)
+                # [B / groups, N, groups * M]; the pooled value centers join as their pooling rows
+                weight = _one_hot_weights(assignment, sim_out, m, groups, ctx.pooled, pool)
+                if ctx.pooled:
+                    numerator = torch.bmm(weight.transpose(1, 2), values)
+                else:
+                    repeated = value_centers.repeat(1, groups, 1)
+                    numerator = torch.baddbmm(repeated, weight.transpose(1, 2), values)
                 denominator = values.new_ones(b, m).scatter_add_(-1, assignment, members)  # [B, M]
-                denominator_shared = _blocks_to_shared(denominator.unsqueeze(-1), groups)
-                aggregated = _shared_to_blocks(numerator.div_(denominator_shared), groups)
-                out = torch.bmm(weight, aggregated) if dispatch else aggregated
+                if groups == 1:
+                    aggregated = numerator.div_(denominator.unsqueeze(-1))
+                else:
+                    aggregated = _divide_shared(numerator, denominator, groups, to_shared=False)
+                if dispatch:
+                    if ctx.pooled:
+                        weight = _one_hot_weights(assignment, sim_out, m)
+                    out = torch.bmm(weight, aggregated)
+                else:
+                    out = aggregated
                 del weight
             else:
                 # Aggregate and dispatch by rows of the [B * M, E] center table (index_add / index_select);
@@ -233,32 +278,38 @@ class _ContextCluster(torch.autograd.Function):
                 weight = _one_hot_weights(assignment, sim_out, centers.shape[1])
                 grad_numerator = torch.bmm(weight.transpose(1, 2), grad_out).div_(denominator.unsqueeze(-1))
                 del weight  # frees a [B, N, M] buffer before the next one is allocated
-            else:  # grad_out is the gradient of g itself
+            elif ctx.groups == 1:  # grad_out is the gradient of g itself
                 grad_numerator = grad_out / denominator.unsqueeze(-1)
-            grad_denominator = (grad_numerator * aggregated).sum(-1).neg_()  # [B, M]
-            rows = _center_rows(assignment, centers.shape[1])
-            groups, (b, m, e) = ctx.groups, grad_numerator.shape
+            groups, (b, m), e = ctx.groups, denominator.shape, values.shape[-1]
+            # dL/ds_n = <G_n, g_m(n)> + <v_n, dnum_m(n)> + dden_m(n): products for all m, then picked.
             if groups == 1:
+                grad_denominator = (grad_numerator * aggregated).sum(-1).neg_()  # [B, M]
                 # Per point, the row of its center (index_select of rows): no [B, N, M] buffer alive with the
                 # two [B, N, *] input gradients, where the backward's memory peaks.
+                rows = _center_rows(assignment, m)
                 grad_values = _gather_rows(grad_numerator, rows).mul_(sim_out.unsqueeze(-1))
                 grad_value_centers = grad_numerator
-                # dL/ds_n = <G_n, g_m(n)> + <v_n, dnum_m(n)> + dden_m(n): computed for all m, then picked.
                 grad_sim_all = torch.bmm(values, grad_numerator.transpose(1, 2))
+                if ctx.dispatch:
+                    grad_sim_all.baddbmm_(grad_out, aggregated.transpose(1, 2))
+                grad_sim = grad_sim_all.gather(-1, index).squeeze(-1)
             else:  # the shared values collect from all their sets' centers: batched products again
-                grad_shared = _blocks_to_shared(grad_numerator, groups)
-                grad_values = torch.bmm(_one_hot_weights(assignment, sim_out, m, groups), grad_shared)
-                grad_value_centers = grad_numerator.view(groups, b // groups, m, e).sum(0)
+                grad_shared = _divide_shared(grad_out, denominator, groups, to_shared=True)
+                shared = grad_shared.view(b // groups, groups, m, e)
+                in_shared_order = aggregated.view(groups, b // groups, m, e).transpose(0, 1)
+                grad_denominator = (shared * in_shared_order).sum(-1).transpose(0, 1).reshape(b, m).neg_()
+                # the pooled value centers' gradients come with the same product (their pooling rows)
+                grad_value_centers = None if ctx.pooled else shared.sum(1)
+                weight = _one_hot_weights(assignment, sim_out, m, groups, ctx.pooled, ctx.pool)
+                grad_values = torch.bmm(weight, grad_shared)
+                del weight
                 grad_sim_all = torch.bmm(values, grad_shared.transpose(1, 2))  # [B / groups, N, groups * M]
-                grad_sim_all = (
-                    grad_sim_all.view(b // groups, -1, groups, m).permute(2, 0, 1, 3).reshape(b, -1, m)
-                )
-            if ctx.dispatch:
-                grad_sim_all.baddbmm_(grad_out, aggregated.transpose(1, 2))
-            if not ctx.count:
-                grad_sim_all.add_(grad_denominator.unsqueeze(1))
-            grad_sim = grad_sim_all.gather(-1, index).squeeze(-1).to(sim.dtype)
+                picked = grad_sim_all.gather(-1, _shared_index(assignment, m, groups))  # [B / g, N, g]
+                grad_sim = picked.permute(2, 0, 1).reshape(b, -1)
             del grad_sim_all
+            if not ctx.count:
+                grad_sim = grad_sim + grad_denominator.gather(-1, assignment)
+            grad_sim = grad_sim.to(sim.dtype)
             if grad_sim_out is not None:
                 grad_sim += grad_sim_out
             grad_logit = grad_sim.mul_(sim * (1.0 - sim))  # through the sigmoid
@@ -275,16 +326,22 @@ class _ContextCluster(torch.autograd.Function):
             del p_norm
             scaled = c_hat.new_zeros(*assignment.shape, centers.shape[1]).scatter_(-1, index, tangential)
             grad_c_hat = torch.bmm(scaled.transpose(1, 2), p)  # [B, M, D]
+            if ctx.dense:  # the same one-hot weights carry c_hat back to the points
+                grad_points = torch.bmm(scaled, c_hat)
+            else:
+                grad_points = _gather_rows(c_hat, _center_rows(assignment, m)).mul_(tangential)
             del scaled
-            grad_points = _gather_rows(c_hat, rows).mul_(tangential).addcmul_(p, radial.unsqueeze(-1))
+            grad_points.addcmul_(p, radial.unsqueeze(-1))
             radial_c = (grad_c_hat * c_hat).sum(-1, keepdim=True) * (c_len >= _NORMALIZE_EPS)
             grad_centers = (grad_c_hat - c_hat * radial_c) / c_len.clamp_min(_NORMALIZE_EPS)
             if ctx.pooled:  # into the points' own gradients: no [B, N, *] tensor per pooling
-                if ctx.pool is None:
-                    grad_points.add_(grad_centers / points.shape[1])
-                    grad_values.add_(grad_value_centers / points.shape[1])
-                else:
-                    for grad, grad_pooled in ((grad_points, grad_centers), (grad_values, grad_value_centers)):
+                pooled_grads = [(grad_points, grad_centers)]
+                if grad_value_centers is not None:
+                    pooled_grads.append((grad_values, grad_value_centers))
+                for grad, grad_pooled in pooled_grads:
+                    if ctx.pool is None:
+                        grad.add_(grad_pooled.to(grad.dtype) / points.shape[1])
+                    else:
                         spread = ctx.pool.t().to(grad.dtype).expand(grad.shape[0], -1, -1)
                         grad.baddbmm_(spread, grad_pooled.to(grad.dtype))
                 grad_centers = grad_value_centers = None
@@ -292,6 +349,14 @@ class _ContextCluster(torch.autograd.Function):
             grad_points.to(points.dtype), grad_values, _cast(grad_centers, centers.dtype), grad_value_centers,
             grad_alpha.to(alpha.dtype), grad_beta.to(ctx.beta_dtype), None, None, None, None, None,
         )  # fmt: skip
+
+
+def _pooled(values: torch.Tensor, pool: torch.Tensor | None) -> torch.Tensor:
+    """``pool @ values`` per set (``[M, N]`` pooling rows), or each set's mean without ``pool``."""
+    if pool is None:
+        return values.mean(1, keepdim=True)
+    # a batched product against the expanded matrix: matmul would copy the values transposed
+    return torch.bmm(pool.to(values.dtype).expand(values.shape[0], -1, -1), values)
 
 
 def _cast(t: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
