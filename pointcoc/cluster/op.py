@@ -173,15 +173,21 @@ def _divide_shared(x: torch.Tensor, denominator: torch.Tensor, groups: int, to_s
     """``x / denominator`` per center, written in the other of the two layouts in the same pass: ``x`` in
     the shared layout ``[B / groups, groups * M, E]`` to blocks ``[B, M, E]``, or (``to_shared``) back."""
     b, m = denominator.shape
-    e = x.shape[-1]
-    out = x.new_empty((b // groups, groups * m, e) if to_shared else (b, m, e))
-    shared, blocks = (out, x) if to_shared else (x, out)
-    shared, blocks = (
-        shared.view(b // groups, groups, m, e),
-        blocks.view(groups, b // groups, m, e).transpose(0, 1),
-    )
-    source, target = (blocks, shared) if to_shared else (shared, blocks)
-    torch.div(source, denominator.view(groups, b // groups, m, 1).transpose(0, 1), out=target)
+    sets, e = b // groups, x.shape[-1]
+    den = denominator.view(groups, sets, m, 1)
+    if to_shared:
+        source, den, shape = (
+            x.view(groups, sets, m, e).transpose(0, 1),
+            den.transpose(0, 1),
+            (sets, groups, m, e),
+        )
+    else:
+        source, shape = x.view(sets, groups, m, e).transpose(0, 1), (groups, sets, m, e)
+    final = (sets, groups * m, e) if to_shared else (b, m, e)
+    if torch.compiler.is_compiling():  # out= does not trace; Inductor fuses the division and the copy itself
+        return (source / den).reshape(final)
+    out = x.new_empty(final)
+    torch.div(source, den, out=out.view(shape))  # (the written tensor viewed contiguously)
     return out
 
 
