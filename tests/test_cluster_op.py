@@ -341,6 +341,25 @@ def test_pooled_centers_are_the_operator_given_the_pooled_centers(groups, pooled
         aggregate_clusters(p, v, None, None, alpha, beta, groups=groups, center_pool=torch.ones(2, 5))
 
 
+@pytest.mark.parametrize("path", ["dense", "index"])
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+def test_mean_centers_inside_the_operator_with_its_dispatch(path, aggregation):
+    # context_cluster with centers = value_centers = None: each set's mean, dispatched by the operator itself
+    # (the dense path aggregates with the pooling rows inside its weights and dispatches with the plain ones)
+    p, v, _, _, alpha, beta = make_inputs(b=3, n=9, m=1, dtype=torch.float64)
+    grad_out = torch.randn(3, 9, v.shape[-1], dtype=torch.float64)
+
+    def run(inside: bool):
+        leaves = [t.detach().clone().requires_grad_() for t in (p, v, alpha, beta)]
+        pts, vals = leaves[:2]
+        centers = (None, None) if inside else (pts.mean(1, keepdim=True), vals.mean(1, keepdim=True))
+        result = context_cluster(pts, vals, *centers, *leaves[2:], aggregation, path=path)
+        result.out.backward(grad_out)
+        return (result.out.detach(), result.assignment, *(t.grad for t in leaves))
+
+    torch.testing.assert_close(run(True), run(False), rtol=1e-12, atol=1e-12)
+
+
 def test_set_pool_matrix_is_set_centers():
     from pointcoc.cluster import set_centers, set_pool_matrix
 

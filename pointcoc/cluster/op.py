@@ -175,15 +175,12 @@ def _divide_shared(x: torch.Tensor, denominator: torch.Tensor, groups: int, to_s
     b, m = denominator.shape
     sets, e = b // groups, x.shape[-1]
     den = denominator.view(groups, sets, m, 1)
-    if to_shared:
-        source, den, shape = (
-            x.view(groups, sets, m, e).transpose(0, 1),
-            den.transpose(0, 1),
-            (sets, groups, m, e),
-        )
+    if to_shared:  # read in blocks order, written [S, groups, M, E]
+        source, den = x.view(groups, sets, m, e).transpose(0, 1), den.transpose(0, 1)
+        shape, final = (sets, groups, m, e), (sets, groups * m, e)
     else:
-        source, shape = x.view(sets, groups, m, e).transpose(0, 1), (groups, sets, m, e)
-    final = (sets, groups * m, e) if to_shared else (b, m, e)
+        source = x.view(sets, groups, m, e).transpose(0, 1)
+        shape, final = (groups, sets, m, e), (b, m, e)
     if torch.compiler.is_compiling():  # out= does not trace; Inductor fuses the division and the copy itself
         return (source / den).reshape(final)
     out = x.new_empty(final)
@@ -340,7 +337,9 @@ class _ContextCluster(torch.autograd.Function):
             grad_points.addcmul_(p, radial.unsqueeze(-1))
             radial_c = (grad_c_hat * c_hat).sum(-1, keepdim=True) * (c_len >= _NORMALIZE_EPS)
             grad_centers = (grad_c_hat - c_hat * radial_c) / c_len.clamp_min(_NORMALIZE_EPS)
-            if ctx.pooled:  # into the points' own gradients: no [B, N, *] tensor per pooling
+            # the pooled centers' gradients into their sets' own (the values' already are, on the dense path):
+            # no [B, N, *] tensor per pooling
+            if ctx.pooled:
                 pooled_grads = [(grad_points, grad_centers)]
                 if grad_value_centers is not None:
                     pooled_grads.append((grad_values, grad_value_centers))
