@@ -66,16 +66,6 @@ class ClusterMixer(nn.Module):
             )
         return result.out
 
-    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        """``[..., N, heads * head_dim]`` -> ``[(..., head), N, head_dim]``, the operator's layout."""
-        n = x.shape[-2]
-        return x.reshape(-1, n, self.heads, self.head_dim).transpose(1, 2).reshape(-1, n, self.head_dim)
-
-    def merge_heads(self, x: torch.Tensor, lead: torch.Size) -> torch.Tensor:
-        """Inverse of :meth:`split_heads`."""
-        n = x.shape[-2]
-        return x.reshape(-1, self.heads, n, self.head_dim).transpose(1, 2).reshape(*lead, n, -1)
-
     def _through_centers(self, x: torch.Tensor) -> bool:
         """Whether to take the training route that applies ``v`` and ``proj`` to the centers (subclasses):
         the same function when the normaliser makes the aggregate a weighted mean; only with the operator
@@ -243,6 +233,16 @@ class LinearClusterMixer(ClusterMixer):
         self.f = nn.Linear(dim, inner)
         self.v = nn.Linear(dim, inner)
         self.proj = nn.Linear(inner, dim)
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """``[..., N, heads * head_dim]`` -> ``[(..., head), N, head_dim]``, the operator's layout."""
+        n = x.shape[-2]
+        return x.reshape(-1, n, self.heads, self.head_dim).transpose(1, 2).reshape(-1, n, self.head_dim)
+
+    def merge_heads(self, x: torch.Tensor, lead: torch.Size) -> torch.Tensor:
+        """Inverse of :meth:`split_heads`."""
+        n = x.shape[-2]
+        return x.reshape(-1, self.heads, n, self.head_dim).transpose(1, 2).reshape(*lead, n, -1)
 
 
 class GroupClusterMixer(LinearClusterMixer):
