@@ -128,9 +128,11 @@ def test_tensor_bytes_counts_shared_storage_once():
     assert measure.tensor_bytes([t, t[:10], t.view(10, 100)]) == 4000
 
 
-def test_machine_description_names_cpu_and_torch():
+def test_machine_description_names_cpu_torch_and_thread_waiting(monkeypatch):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     text = measure.describe_machine(measure.machine_info("cpu"))
     assert f"torch {torch.__version__}" in text and "CPUs" in text and "GPU" not in text
+    assert "OMP_WAIT_POLICY PASSIVE" in text
 
 
 def _ops(model: torch.nn.Module) -> list[object]:
