@@ -75,7 +75,7 @@ def machine_info(device: torch.device | str = "cpu") -> dict[str, object]:
 def describe_machine(info: dict[str, object]) -> str:
     text = (
         f"{info['cpu_model']}, {info['cpu_count']} CPUs, {info['threads']} torch threads "
-        f"(OMP_WAIT_POLICY {info.get('omp_wait_policy', 'unrecorded')}); "
+        f"(OMP_WAIT_POLICY {info['omp_wait_policy']}); "
         f"torch {info['torch']}, Python {info['python']}"
     )
     return text + (f"; GPU {info['gpu']} (CUDA {info['cuda']})" if "gpu" in info else "")
