@@ -416,3 +416,46 @@ def test_fused_batchnorm_relu_only_where_it_is_the_same_function():
     assert not _fused_relu(layer.bn, layer.act, y)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not _fused_relu(layer.train().bn, layer.act, y)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("affine", [False, True])
+def test_evaluation_folds_the_batchnorm_into_the_product(bias, affine):
+    # With running statistics a BatchNorm is an affine map per channel, folded into fc: the same outputs,
+    # with a residual and an activation too, and gradients still reaching fc's and the BatchNorm's weights.
+    from pointcoc.layers import LinearBN
+
+    torch.manual_seed(0)
+    layer = LinearBN(6, 5, bias, "relu").double()
+    layer.bn = torch.nn.BatchNorm1d(5, affine=affine).double()
+    with torch.no_grad():
+        layer.bn.running_mean.normal_()
+        layer.bn.running_var.uniform_(0.5, 2)
+        if affine:
+            layer.bn.weight.uniform_(0.5, 2)
+            layer.bn.bias.normal_()
+    layer.eval()
+    x, residual = torch.randn(3, 7, 6, dtype=torch.float64), torch.randn(3, 7, 5, dtype=torch.float64)
+    composed = torch.relu(layer.bn(layer.fc(x).reshape(-1, 5)).reshape(3, 7, 5) + residual)
+    calls = []
+    hook = layer.bn.register_forward_hook(lambda *args: calls.append(1))
+    folded = layer.forward_act(x, layer.act, residual)
+    hook.remove()
+    assert not calls  # no normalisation pass
+    torch.testing.assert_close(folded, composed, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(layer(x), torch.relu(layer.bn(layer.fc(x).reshape(-1, 5))).reshape(3, 7, 5))
+    params = [p for p in layer.parameters()]
+    grads = [torch.autograd.grad(out.sum(), params) for out in (folded, composed)]
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-12, atol=1e-12)
+
+
+def test_batchnorm_is_folded_only_with_running_statistics():
+    from pointcoc.layers.pointwise import _running_affine
+
+    x = torch.randn(8, 4)
+    bn = torch.nn.BatchNorm1d(4)
+    assert _running_affine(bn, x) is None  # training: batch statistics
+    assert _running_affine(bn.eval(), x) is not None
+    assert _running_affine(torch.nn.BatchNorm1d(4, track_running_stats=False).eval(), x) is None
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # BatchNorm runs in float32 after the product there
+        assert _running_affine(bn, x) is None
