@@ -82,7 +82,7 @@ def _running_affine(bn: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch
     """``(scale, shift)`` with ``bn(y) = y * scale + shift`` per channel when ``bn`` is a plain BatchNorm1d
     normalising with its running statistics (evaluation), not under autocast (where BatchNorm runs in
     float32 after a low-precision product); else None."""
-    if type(bn) is not nn.BatchNorm1d or bn.training or bn.running_var is None:
+    if type(bn) is not nn.BatchNorm1d or bn.training or bn.running_mean is None or bn.running_var is None:
         return None
     if torch.is_autocast_enabled(x.device.type):
         return None
