@@ -459,3 +459,4 @@ def test_batchnorm_is_folded_only_with_running_statistics():
     assert _running_affine(torch.nn.BatchNorm1d(4, track_running_stats=False).eval(), x) is None
     with torch.autocast("cpu", dtype=torch.bfloat16):  # BatchNorm runs in float32 after the product there
         assert _running_affine(bn, x) is None
+    assert _running_affine(bn.bfloat16(), x.bfloat16()) is None  # likewise

@@ -80,11 +80,12 @@ class LinearBN(nn.Module):
 
 def _running_affine(bn: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
     """``(scale, shift)`` with ``bn(y) = y * scale + shift`` per channel when ``bn`` is a plain BatchNorm1d
-    normalising with its running statistics (evaluation), not under autocast (where BatchNorm runs in
-    float32 after a low-precision product); else None."""
+    normalising with its running statistics (evaluation) of a float32/float64 input, not under autocast;
+    else None. (In half precision BatchNorm normalises in float32 after the product: folded, the scaled
+    matrix would be rounded to half instead.)"""
     if type(bn) is not nn.BatchNorm1d or bn.training or bn.running_mean is None or bn.running_var is None:
         return None
-    if torch.is_autocast_enabled(x.device.type):
+    if x.dtype not in (torch.float32, torch.float64) or torch.is_autocast_enabled(x.device.type):
         return None
     scale = torch.rsqrt(bn.running_var + bn.eps)
     if bn.weight is not None:
