@@ -444,7 +444,7 @@ def test_evaluation_folds_the_batchnorm_into_the_product(bias, affine):
     assert not calls  # no normalisation pass
     torch.testing.assert_close(folded, composed, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(layer(x), torch.relu(layer.bn(layer.fc(x).reshape(-1, 5))).reshape(3, 7, 5))
-    params = [p for p in layer.parameters()]
+    params = list(layer.parameters())
     grads = [torch.autograd.grad(out.sum(), params) for out in (folded, composed)]
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-12, atol=1e-12)
 
