@@ -327,7 +327,7 @@ class _ContextCluster(torch.autograd.Function):
             tangential = grad_cos.div_(p_norm).unsqueeze(-1)  # dcos / r
             radial = (tangential.squeeze(-1) * cos_chosen).mul_(p_len >= _NORMALIZE_EPS).div_(p_norm).neg_()
             del p_norm
-            scaled = c_hat.new_zeros(*assignment.shape, centers.shape[1]).scatter_(-1, index, tangential)
+            scaled = _one_hot_weights(assignment, tangential.squeeze(-1), m)
             grad_c_hat = torch.bmm(scaled.transpose(1, 2), p)  # [B, M, D]
             if ctx.dense:  # the same one-hot weights carry c_hat back to the points
                 grad_points = torch.bmm(scaled, c_hat)

@@ -48,9 +48,7 @@ class LinearBN(nn.Module):
         scale, shift = affine
         bias = shift if self.fc.bias is None else torch.addcmul(shift, self.fc.bias, scale)
         rows = torch.addmm(bias, x.reshape(-1, x.shape[-1]), (self.fc.weight * scale.unsqueeze(-1)).t())
-        if residual is not None:
-            rows = rows.add_(residual.reshape(rows.shape))
-        return (rows if act is None else act(rows)).view(*x.shape[:-1], -1)
+        return _add_act(rows, act, residual).view(*x.shape[:-1], -1)
 
     def norm_act(
         self, y: torch.Tensor, act: nn.Module | None, residual: torch.Tensor | None = None
@@ -59,10 +57,7 @@ class LinearBN(nn.Module):
         if residual is None and _fused_relu(self.bn, act, y):
             bn = self.bn
             return _BatchNormReLU.apply(y.reshape(-1, y.shape[-1]), bn.weight, bn.bias, bn).view(y.shape)
-        rows = self.bn(y.reshape(-1, y.shape[-1]))
-        if residual is not None:
-            rows = rows.add_(residual.reshape(rows.shape))
-        return (rows if act is None else act(rows)).view(y.shape)
+        return _add_act(self.bn(y.reshape(-1, y.shape[-1])), act, residual).view(y.shape)
 
     def forward_concat(self, x: torch.Tensor, shared: torch.Tensor) -> torch.Tensor:
         """``forward(cat([x, shared repeated K times], -1))`` for ``x [..., K, A]``, ``shared [..., S]``.
@@ -76,6 +71,13 @@ class LinearBN(nn.Module):
             shared_part = F.linear(shared, self.fc.weight[:, a:], self.fc.bias).unsqueeze(-2)
             return self.norm_act(F.linear(x, self.fc.weight[:, :a]).add_(shared_part), self.act)
         return self(torch.cat([x, shared.unsqueeze(-2).expand(*x.shape[:-1], -1)], dim=-1))
+
+
+def _add_act(rows: torch.Tensor, act: nn.Module | None, residual: torch.Tensor | None) -> torch.Tensor:
+    """``act(rows + residual)`` on normalised rows ``[R, C]``, the addition in place."""
+    if residual is not None:
+        rows = rows.add_(residual.reshape(rows.shape))
+    return rows if act is None else act(rows)
 
 
 def _running_affine(bn: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
