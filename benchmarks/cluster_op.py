@@ -37,6 +37,7 @@ from pointcoc.utils.measure import (
     interleaved_times,
     machine_info,
     rss_growth,
+    steady_heap,
 )
 
 ClusterOp = Callable[..., ClusterResult]
@@ -166,10 +167,12 @@ def verdict(ok: bool | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    steady = steady_heap()
     info = machine_info()
     print(
         f"{info['cpu_model']}, {info['cpu_count']} CPUs, torch {info['torch']}, "
         f"{args.threads} threads, median of {args.repeats} after {args.warmup} warm-up"
+        + (", glibc heap in its settled state" if steady else "")
     )
     # Other processes on the cores make OpenMP threads wait on each other, which slows the many small
     # ops of the fast operator far more than the few big ones of the naive one.

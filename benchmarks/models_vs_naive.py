@@ -54,6 +54,7 @@ from pointcoc.utils.measure import (  # noqa: E402
     interleaved_times,
     machine_info,
     make_train_step,
+    steady_heap,
 )
 
 SPEEDUP_TARGET = 1.5  # naive step time / our step time, issue #8
@@ -259,9 +260,11 @@ def main() -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda, but torch.cuda.is_available() is False")
     torch.set_num_threads(args.threads)
+    steady = args.device == "cpu" and steady_heap()
     info = machine_info(args.device)
     print(f"{describe_machine(info)}; float32 {args.device}; {args.warmup} warm-up + {args.repeats} "
-          "timed steps each, ours/naive alternating")  # fmt: skip
+          "timed steps each, ours/naive alternating"
+          + ("; glibc heap in its settled state" if steady else ""))  # fmt: skip
     meter = OthersCpuMeter()
     batches = {"points": args.point_batch, "image": args.image_batch}
     rows = [

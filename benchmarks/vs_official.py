@@ -19,7 +19,9 @@ constructor arguments and ours from the same arguments and the official module's
    ``Cluster``: forward + backward of a fixed output gradient) and the inference step (eval,
    ``inference_mode``) of both sides alternate in one process
    (:func:`pointcoc.utils.measure.interleaved_times`),
-   after ``--warmup`` untimed steps each; the table gives the medians and their ratio.
+   after ``--warmup`` untimed steps each; the table gives the medians and their ratio. On CPU glibc's heap
+   is held in the state a long run settles in (:func:`pointcoc.utils.measure.steady_heap`), so that no
+   row's figure depends on which rows ran before it in the process.
 3. **Peak memory** of one training step, each side in its own fresh process (after one warm-up step):
    on CPU the bytes of the tensors alive before the step plus the step's peak RSS growth, with glibc's
    mmap threshold fixed (as ``main.py bench``); on CUDA ``max_memory_allocated``.
@@ -65,6 +67,7 @@ from pointcoc.utils.measure import (  # noqa: E402
     make_infer_step,
     make_train_step,
     rss_growth,
+    steady_heap,
     synchronize,
     tensor_bytes,
 )
@@ -449,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     torch.set_num_threads(args.threads)
+    steady = args.device == "cpu" and steady_heap()
     info = machine_info(args.device)
     print(f"machine: {describe_machine(info)}; float32 {args.device}")
     print(f"load average at start (1/5/15 min): {_load_average()}")
@@ -458,7 +462,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"timing: {args.warmup} warm-up + {args.repeats} timed steps per side and mode "
         f"({args.module_repeats} for the Cluster rows), interleaved; "
-        "medians. Peak memory: training step, one fresh process per side."
+        "medians"
+        + ("; glibc heap held in its settled state (mmap threshold 32 MiB)" if steady else "")
+        + ". Peak memory: training step, one fresh process per side."
         + (
             " Ours: training step through torch.compile (static shapes), inference eager."
             if args.compile

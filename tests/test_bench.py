@@ -5,6 +5,8 @@ scripts, never asserted here)."""
 from __future__ import annotations
 
 import re
+import resource
+import sys
 
 import pytest
 import torch
@@ -121,6 +123,27 @@ def test_rss_growth_sees_a_step_allocation():
     assert measure.fix_mmap_threshold()
     growth = measure.rss_growth(lambda: torch.ones(16 * 1024 * 1024).sum())  # 64 MiB, freed at once
     assert growth is not None and 60 * measure.MIB <= growth < 200 * measure.MIB
+
+
+def _faults_of_buffer_cycles(cycles: int = 20) -> int:
+    """Minor page faults of allocating, touching and freeing a 4 MiB buffer ``cycles`` times."""
+    torch.ones(1 << 20).sum()  # the first cycle may grow the heap
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(cycles):
+        torch.ones(1 << 20).sum()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt (Linux)")
+def test_steady_heap_reuses_buffers_that_the_memory_setting_maps_anew():
+    try:
+        assert measure.fix_mmap_threshold()
+        mapped = _faults_of_buffer_cycles()
+        assert measure.steady_heap()
+        reused = _faults_of_buffer_cycles()
+    finally:
+        measure.fix_mmap_threshold()  # the setting the memory tests expect
+    assert mapped >= 20 and reused <= 5, (mapped, reused)
 
 
 def test_tensor_bytes_counts_shared_storage_once():
