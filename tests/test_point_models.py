@@ -265,6 +265,29 @@ def test_group_mixer_training_route_is_the_official_graph(heads):
     assert_mixer_route_is_the_official_graph(mixer, x, grad_out, routed=heads == 1)
 
 
+def test_group_mixer_fused_training_block_equals_its_composed_route(monkeypatch):
+    # Eager float training runs the route as one function (one gradient for the block's input); autocast and
+    # compilation run it composed. Same values and gradients, in float64.
+    from pointcoc.layers import GroupClusterMixer
+
+    torch.manual_seed(0)
+    mixer = GroupClusterMixer(48).double()
+    with torch.no_grad():
+        mixer.sim_alpha.fill_(1.7)
+        mixer.sim_beta.fill_(0.4)
+    x, grad_out = torch.randn(2, 6, 9, 48, dtype=torch.float64), torch.randn(2, 6, 9, 48, dtype=torch.float64)
+    import pointcoc.layers.cluster_mixers as mixers
+
+    block, calls = mixers._GroupClusterBlock, []
+    monkeypatch.setattr(block, "apply", lambda *a, _apply=block.apply: calls.append(1) or _apply(*a))
+    fused = train_step(mixer, x, grad_out)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    composed = train_step(mixer, x, grad_out)
+    assert len(calls) == 1  # the fused function ran once, for the first step only
+    torch.testing.assert_close(fused, composed, rtol=1e-12, atol=1e-12)
+    assert set(fused[2]) == {n for n, _ in mixer.named_parameters()}
+
+
 def test_linear_bn_forward_concat_trains_as_the_concatenation():
     from pointcoc.layers import LinearBN
 

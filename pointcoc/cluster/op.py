@@ -34,6 +34,10 @@ block and the image ``Cluster`` in training, :class:`pointcoc.layers.GroupCluste
 sets come in ``groups`` blocks (e.g. one per head) whose ``i``-th sets share one set of values (one region's
 input), which then need not be copied per set; the aggregation runs as one batched product per shared set
 over all its sets' centers (dense path), and the dispatch sums those sets' outputs.
+
+:func:`aggregate_forward` and :func:`aggregate_backward` run the same forward and backward inside another
+autograd function, for blocks that write their backward out around the operator
+(:class:`pointcoc.layers.GroupClusterMixer` in training).
 """
 
 from __future__ import annotations
@@ -368,7 +372,7 @@ def _cast(t: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
     return None if t is None else t.to(dtype)
 
 
-def _run(
+def _operator_args(
     points: torch.Tensor,
     values: torch.Tensor,
     centers: torch.Tensor | None,
@@ -380,7 +384,8 @@ def _run(
     dispatch: bool,
     groups: int = 1,
     center_pool: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple:
+    """The checked arguments of :class:`_ContextCluster` (its path resolved)."""
     check_cluster_inputs(points, values, centers, value_centers, groups)
     if center_pool is not None and (centers is not None or center_pool.shape[-1] != points.shape[1]):
         raise ValueError(
@@ -404,9 +409,11 @@ def _run(
     else:
         dense = path == "dense"
     count = aggregation == "count"
-    return _ContextCluster.apply(
-        points, values, centers, value_centers, alpha, beta, count, dense, dispatch, groups, center_pool
-    )
+    return points, values, centers, value_centers, alpha, beta, count, dense, dispatch, groups, center_pool
+
+
+def _run(*args, **kwargs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return _ContextCluster.apply(*_operator_args(*args, **kwargs))
 
 
 def context_cluster(
@@ -474,6 +481,45 @@ def aggregate_clusters(
             points, values, centers, value_centers, alpha, beta, aggregation, path, False, groups, center_pool
         )
     )
+
+
+class OperatorState:
+    """Autograd's context for the operator when it runs inside another autograd function (a block whose
+    backward is written out around it, as :class:`pointcoc.layers.GroupClusterMixer` in training): what the
+    operator's forward keeps for its backward, and the flags that backward reads."""
+
+    saved_tensors: tuple[torch.Tensor, ...]
+
+    def save_for_backward(self, *tensors: torch.Tensor) -> None:
+        self.saved_tensors = tensors
+
+    def mark_non_differentiable(self, *tensors: torch.Tensor) -> None:
+        """Nothing to mark: no graph is recorded inside another function's forward."""
+
+
+def aggregate_forward(
+    state: OperatorState,
+    points: torch.Tensor,
+    values: torch.Tensor,
+    alpha: torch.Tensor,
+    beta: torch.Tensor,
+    aggregation: Aggregation = "similarity",
+    center_pool: torch.Tensor | None = None,
+) -> ClusterCenters:
+    """:func:`aggregate_clusters` with pooled centers (``centers = value_centers = None``, one set of values
+    per set), on its training path, inside another autograd function's forward: no graph is recorded, and
+    ``state`` keeps what :func:`aggregate_backward` needs."""
+    pooled = (None, None, alpha, beta, aggregation, "dense", False, 1, center_pool)
+    return ClusterCenters(*_ContextCluster.forward(state, *_operator_args(points, values, *pooled)))
+
+
+def aggregate_backward(
+    state: OperatorState, grad_aggregated: torch.Tensor, grad_similarity: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The gradients of :func:`aggregate_forward`'s ``points, values, alpha, beta`` from those of its
+    aggregate and similarity (new tensors, which the caller may add into in place)."""
+    grads = _ContextCluster.backward(state, grad_aggregated, None, grad_similarity)
+    return grads[0], grads[1], grads[4], grads[5]
 
 
 def dispatch_to_points(

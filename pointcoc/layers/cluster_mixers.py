@@ -16,6 +16,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from ..cluster import (
     aggregate_clusters,
@@ -27,7 +28,14 @@ from ..cluster import (
     set_pool_matrix,
     split_region_sets,
 )
-from ..cluster.op import Aggregation, ClusterResult, check_aggregation
+from ..cluster.op import (
+    Aggregation,
+    ClusterResult,
+    OperatorState,
+    aggregate_backward,
+    aggregate_forward,
+    check_aggregation,
+)
 from ..ops import gather_points
 from ..utils.autograd import grad_needed
 
@@ -254,7 +262,8 @@ class GroupClusterMixer(LinearClusterMixer):
     the operator aggregates ``x`` itself (:func:`pointcoc.cluster.aggregate_clusters`), and ``v`` and
     ``proj``'s matrix run once per group on the aggregate before the dispatch, instead of once per point
     (a third of the block's products, and two of its ``[B, G, K, *]`` tensors, are gone; the affine maps
-    commute with the weighted mean and the dispatch's scaling). Evaluation, recording, other operators
+    commute with the weighted mean and the dispatch's scaling); in float eager training it runs as one
+    autograd function (:class:`_GroupClusterBlock`). Evaluation, recording, other operators
     (``cluster_op``) and other configurations run the official graph, whose products are the MACs counted
     and compared with the paper.
     """
@@ -276,8 +285,11 @@ class GroupClusterMixer(LinearClusterMixer):
 
     def _forward_through_centers(self, x: torch.Tensor) -> torch.Tensor:
         k, dim = x.shape[-2:]
-        feats = self.f(x).reshape(-1, k, self.head_dim)
         points = x.reshape(-1, k, dim)
+        if not (torch.is_autocast_enabled(x.device.type) or torch.compiler.is_compiling()):
+            maps = (self.f.weight, self.f.bias, self.v.weight, self.v.bias, self.proj.weight, self.proj.bias)
+            return _GroupClusterBlock.apply(points, *maps, self.sim_alpha, self.sim_beta).view(x.shape)
+        feats = self.f(points)
         aggregated, assignment, similarity = aggregate_clusters(
             feats, points, None, None, self.sim_alpha, self.sim_beta, self.aggregation
         )  # the group means as the centers
@@ -286,6 +298,52 @@ class GroupClusterMixer(LinearClusterMixer):
         # route the gradient through CopySlices
         out = dispatch_to_points(centers, assignment, similarity).add_(points).add_(self.proj.bias)
         return out.view(x.shape)
+
+
+class _GroupClusterBlock(torch.autograd.Function):
+    """:meth:`GroupClusterMixer._forward_through_centers` (one head, similarity normaliser) as one function:
+    ``points + s_n proj(v(g_m(n))) + proj.bias`` with ``f``, the operator and the residual all reading
+    ``points [B * G, K, C]``.
+
+    Autograd sums the gradients of a tensor read three times out of place (two new full-size tensors per
+    block in backward, ~13 ms apiece at PointMLP's 48 MiB with their page faults); here the operator's new
+    values gradient takes the other two in place. Float32/float64 outside autocast (the composed route runs
+    under autocast and compilation).
+    """
+
+    @staticmethod
+    def forward(ctx, points, wf, bf, wv, bv, wp, bp, alpha, beta):  # type: ignore[override]
+        state = OperatorState()
+        # the group means as the centers
+        aggregated, _, similarity = aggregate_forward(state, F.linear(points, wf, bf), points, alpha, beta)
+        values = F.linear(aggregated, wv, bv)
+        centers = F.linear(values, wp)  # proj(v(g)) without proj's bias
+        out = torch.baddbmm(points, similarity.unsqueeze(-1), centers).add_(bp)
+        ctx.save_for_backward(points, wf, wv, wp, aggregated, values, similarity, centers)
+        ctx.state = state
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):  # type: ignore[override]
+        points, wf, wv, wp, aggregated, values, similarity, centers = ctx.saved_tensors
+        rows = points.reshape(-1, points.shape[-1])
+        # the dispatch s_n c_m(n): its similarity and center gradients; proj's and v's on the centers
+        grad_similarity = torch.bmm(grad, centers.transpose(1, 2)).squeeze(-1)
+        grad_centers = torch.bmm(similarity.unsqueeze(1), grad).flatten(0, 1)
+        grad_values = grad_centers.mm(wp)
+        grad_aggregated = grad_values.mm(wv).view(aggregated.shape)
+        grad_feats, grad_points, grad_alpha, grad_beta = aggregate_backward(
+            ctx.state, grad_aggregated, grad_similarity
+        )
+        feat_rows = grad_feats.reshape(-1, grad_feats.shape[-1])
+        # the residual's and f's gradients into the operator's own: one [B * G, K, C] tensor
+        grad_points.add_(grad).view(-1, rows.shape[-1]).addmm_(feat_rows, wf)
+        return (
+            grad_points, feat_rows.t().mm(rows), feat_rows.sum(0),
+            grad_values.t().mm(aggregated.flatten(0, 1)), grad_values.sum(0),
+            grad_centers.t().mm(values.flatten(0, 1)), grad.sum((0, 1)), grad_alpha, grad_beta,
+        )  # fmt: skip
 
 
 class SetClusterMixer(LinearClusterMixer):
