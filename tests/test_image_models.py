@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import assert_mixer_route_is_the_official_graph, load_fixture
+from conftest import assert_mixer_route_is_the_official_graph, load_fixture, train_step
 
 import pointcoc
 from pointcoc.cluster import cosine_similarity_to_centers, fold_regions, grid_centers, grid_to_points
@@ -134,6 +134,30 @@ def test_region_mixer_training_route_is_the_official_graph(size, fold, heads, pr
         mixer.sim_beta.fill_(-0.3)
     x, grad_out = torch.randn(2, 20, size, size).double(), torch.randn(2, 20, size, size).double()
     assert_mixer_route_is_the_official_graph(mixer, x, grad_out)
+
+
+@pytest.mark.parametrize("size, fold, heads", [(14, 2, 8), (12, 1, 2)])
+def test_region_mixer_fused_training_block_equals_its_composed_route(size, fold, heads, monkeypatch):
+    # Eager float training runs the route as one function; autocast and compilation run it composed. Same
+    # values and gradients, in float64, from an NCHW and from a channels-last input.
+    from pointcoc.layers import cluster_mixers
+
+    torch.manual_seed(0)
+    mixer = RegionClusterMixer(20, fold_w=fold, fold_h=fold, heads=heads, head_dim=6).double()
+    with torch.no_grad():
+        mixer.sim_alpha.fill_(1.3)
+        mixer.sim_beta.fill_(0.2)
+    x, grad_out = torch.randn(2, 20, size, size).double(), torch.randn(2, 20, size, size).double()
+    block, calls = cluster_mixers._RegionClusterBlock, []
+    monkeypatch.setattr(block, "apply", lambda *a, _apply=block.apply: calls.append(1) or _apply(*a))
+    for memory_format in (torch.contiguous_format, torch.channels_last):
+        x_in = x.contiguous(memory_format=memory_format)
+        monkeypatch.setattr(torch.compiler, "is_compiling", lambda: False)
+        fused = train_step(mixer, x_in, grad_out)
+        monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+        composed = train_step(mixer, x_in, grad_out)
+        torch.testing.assert_close(fused, composed, rtol=1e-12, atol=1e-12)
+    assert len(calls) == 2  # the fused function ran for the fused steps only
 
 
 def test_region_mixer_takes_the_official_graph_where_the_route_is_not_the_same_function(monkeypatch):

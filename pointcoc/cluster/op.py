@@ -36,8 +36,9 @@ input), which then need not be copied per set; the aggregation runs as one batch
 over all its sets' centers (dense path), and the dispatch sums those sets' outputs.
 
 :func:`aggregate_forward` and :func:`aggregate_backward` run the same forward and backward inside another
-autograd function, for blocks that write their backward out around the operator
-(:class:`pointcoc.layers.GroupClusterMixer` in training).
+autograd function, and :func:`dispatch_forward` and :func:`dispatch_backward` the dispatch, for blocks that
+write their backward out around the operator (the cluster mixers' training routes,
+:mod:`pointcoc.layers.cluster_mixers`).
 """
 
 from __future__ import annotations
@@ -505,11 +506,12 @@ def aggregate_forward(
     beta: torch.Tensor,
     aggregation: Aggregation = "similarity",
     center_pool: torch.Tensor | None = None,
+    groups: int = 1,
 ) -> ClusterCenters:
-    """:func:`aggregate_clusters` with pooled centers (``centers = value_centers = None``, one set of values
-    per set), on its training path, inside another autograd function's forward: no graph is recorded, and
-    ``state`` keeps what :func:`aggregate_backward` needs."""
-    pooled = (None, None, alpha, beta, aggregation, "dense", False, 1, center_pool)
+    """:func:`aggregate_clusters` with pooled centers (``centers = value_centers = None``), on its training
+    path, inside another autograd function's forward: no graph is recorded, and ``state`` keeps what
+    :func:`aggregate_backward` needs."""
+    pooled = (None, None, alpha, beta, aggregation, "dense", False, groups, center_pool)
     return ClusterCenters(*_ContextCluster.forward(state, *_operator_args(points, values, *pooled)))
 
 
@@ -535,8 +537,36 @@ def dispatch_to_points(
         return _gather_rows(aggregated, _center_rows(assignment, m)) * similarity.unsqueeze(-1)
     # As a product with the one-hot weights (the dense path's dispatch): its backward builds no [B, N, E]
     # tensor, where a row gather's product with the similarities keeps one and allocates two more.
+    return dispatch_forward(aggregated, assignment, similarity, groups)[0]
+
+
+def dispatch_forward(
+    aggregated: torch.Tensor, assignment: torch.Tensor, similarity: torch.Tensor, groups: int = 1
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`dispatch_to_points` as a product with the one-hot weights: the dispatched points, and the
+    weights and the centers in the shared layout, which :func:`dispatch_backward` takes (for blocks that write
+    their backward out)."""
+    m = aggregated.shape[1]
     if m == 1 and groups == 1:
         weight = similarity.unsqueeze(-1)
     else:
         weight = _one_hot_weights(assignment, similarity, m, groups)
-    return torch.bmm(weight, _blocks_to_shared(aggregated, groups))
+    shared = _blocks_to_shared(aggregated, groups)
+    return torch.bmm(weight, shared), weight, shared
+
+
+def dispatch_backward(
+    grad_out: torch.Tensor,
+    weight: torch.Tensor,
+    shared: torch.Tensor,
+    assignment: torch.Tensor,
+    groups: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradients of :func:`dispatch_forward`'s ``aggregated [B, M, E]`` and ``similarity [B, N]`` from
+    that of its output."""
+    (b, n), m = assignment.shape, weight.shape[-1] // groups
+    products = torch.bmm(grad_out, shared.transpose(1, 2))  # [B / groups, N, groups * M]: pick each point's
+    grad_similarity = products.gather(-1, _shared_index(assignment, m, groups)).permute(2, 0, 1).reshape(b, n)
+    grad_shared = torch.bmm(weight.transpose(1, 2), grad_out)
+    sets, e = grad_shared.shape[0], grad_shared.shape[-1]
+    return grad_shared.view(sets, groups, m, e).transpose(0, 1).reshape(b, m, e), grad_similarity

@@ -35,6 +35,8 @@ from ..cluster.op import (
     aggregate_backward,
     aggregate_forward,
     check_aggregation,
+    dispatch_backward,
+    dispatch_forward,
 )
 from ..ops import gather_points
 from ..utils.autograd import grad_needed
@@ -192,27 +194,25 @@ class RegionClusterMixer(ClusterMixer):
         """
         h, w = x.shape[1:3]
         fh, fw = self.folds
-        region = (h // fh, w // fw)
+        pool = set_pool_matrix((h // fh, w // fw), self.proposals, x.dtype, x.device)  # the grid centers
+        maps = (self.f.weight, self.f.bias, self.v.weight, self.v.bias, self.proj.weight, self.proj.bias)
+        maps = tuple(t.flatten(1) if t.dim() > 1 else t for t in maps)  # the 1x1 kernels as matrices
+        if not (torch.is_autocast_enabled(x.device.type) or torch.compiler.is_compiling()):
+            return _RegionClusterBlock.apply(
+                x, *maps, self.sim_alpha, self.sim_beta, self.heads, self.folds, pool
+            )
+        wf, bf, wv, bv, wp, bp = maps
         points = split_region_sets(x, 1, self.folds)  # [B * regions, N, C], shared by the heads
-        feats = F.linear(points, self.f.weight.flatten(1), self.f.bias)
-        feats = feats.view(*points.shape[:2], self.heads, -1).permute(2, 0, 1, 3).flatten(0, 1)  # head-major
-        pool = set_pool_matrix(region, self.proposals, x.dtype, x.device)  # the grid centers, as a matrix
+        feats = F.linear(points, wf, bf).view(*points.shape[:2], self.heads, -1)
+        feats = feats.permute(2, 0, 1, 3).flatten(0, 1)  # head-major
         aggregated, assignment, similarity = aggregate_clusters(
             feats, points, None, None, self.sim_alpha, self.sim_beta, self.aggregation,
             groups=self.heads, center_pool=pool,
         )  # fmt: skip
-        out = dispatch_to_points(self._project_centers(aggregated), assignment, similarity, self.heads)
+        centers = _project_centers(aggregated, self.heads, wv, bv, wp)[1]
+        out = dispatch_to_points(centers, assignment, similarity, self.heads)
         # in place on the dispatch's own product before it is viewed (autograd's CopySlices otherwise)
-        return merge_region_sets(out.add_(self.proj.bias), 1, self.folds, (h, w))
-
-    def _project_centers(self, aggregated: torch.Tensor) -> torch.Tensor:
-        """``[(head, sets), M, C]`` input-space aggregates -> ``proj``'s head block of ``v``'s head rows of
-        them, ``[(head, sets), M, out_dim]``: per head, one batched product over all sets' centers."""
-        heads, head_dim, (bh, m, c) = self.heads, self.head_dim, aggregated.shape
-        v_rows = self.v.weight.view(heads, head_dim, c).transpose(1, 2)
-        values = torch.baddbmm(self.v.bias.view(heads, 1, head_dim), aggregated.view(heads, -1, c), v_rows)
-        proj_cols = self.proj.weight.view(-1, heads, head_dim).permute(1, 2, 0)  # [heads, head_dim, out]
-        return torch.bmm(values, proj_cols).view(bh, m, -1)
+        return merge_region_sets(out.add_(bp), 1, self.folds, (h, w))
 
     def _point_sets(self, x: torch.Tensor, conv: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
         """``conv`` of ``x [B, H, W, C]`` as point sets ``[B * heads * regions, N, head_dim]``, and their
@@ -225,6 +225,76 @@ class RegionClusterMixer(ClusterMixer):
         sets = split_region_sets(y, self.heads, self.folds)
         fh, fw = self.folds
         return sets, set_centers(sets, (ph // fh, pw // fw), self.proposals)
+
+
+def _project_centers(
+    aggregated: torch.Tensor, heads: int, wv: torch.Tensor, bv: torch.Tensor, wp: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[(head, sets), M, C]`` input-space aggregates -> ``v``'s head rows of them ``[heads, sets * M,
+    head_dim]``, and ``proj``'s head block of those, ``[(head, sets), M, out_dim]``: per head, one batched
+    product over all sets' centers."""
+    (bh, m, c), head_dim = aggregated.shape, wv.shape[0] // heads
+    v_rows = wv.view(heads, head_dim, c).transpose(1, 2)
+    values = torch.baddbmm(bv.view(heads, 1, head_dim), aggregated.view(heads, -1, c), v_rows)
+    proj_cols = wp.view(-1, heads, head_dim).permute(1, 2, 0)  # [heads, head_dim, out]
+    return values, torch.bmm(values, proj_cols).view(bh, m, -1)
+
+
+class _RegionClusterBlock(torch.autograd.Function):
+    """:meth:`RegionClusterMixer._forward_through_centers` as one function, from the channels-last map
+    ``[B, H, W, C]`` to ``[B, H, W, out_dim]``: the region sets cut once, read by ``f`` and by the operator
+    (one gradient, ``f``'s added in place into the operator's), the heads' maps on the centers, the dispatch,
+    and ``proj``'s bias added in the copy back to the map. Float32/float64 outside autocast (the composed
+    route runs under autocast and compilation).
+    """
+
+    @staticmethod
+    def forward(ctx, x, wf, bf, wv, bv, wp, bp, alpha, beta, heads, folds, pool):  # type: ignore[override]
+        (b, h, w, _), (fh, fw), o = x.shape, folds, wp.shape[0]
+        points = split_region_sets(x, 1, folds)  # [B * regions, N, C], shared by the heads
+        sets, n = points.shape[:2]
+        feats = F.linear(points, wf, bf).view(sets, n, heads, -1).permute(2, 0, 1, 3).flatten(0, 1)
+        state = OperatorState()
+        aggregated, assignment, similarity = aggregate_forward(
+            state, feats, points, alpha, beta, center_pool=pool, groups=heads
+        )
+        values, centers = _project_centers(aggregated, heads, wv, bv, wp)
+        out, weight, shared = dispatch_forward(centers, assignment, similarity, heads)
+        merged = out.new_empty(b, h, w, o)  # the bias added in the copy back to the map
+        in_sets_order = merged.view(b, fh, h // fh, fw, w // fw, o).transpose(2, 3)
+        torch.add(out.view(in_sets_order.shape), bp, out=in_sets_order)
+        ctx.save_for_backward(points, aggregated, values, weight, shared, assignment, wf, wv, wp)
+        ctx.heads, ctx.folds, ctx.state = heads, folds, state
+        return merged
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):  # type: ignore[override]
+        points, aggregated, values, weight, shared, assignment, wf, wv, wp = ctx.saved_tensors
+        heads, folds = ctx.heads, ctx.folds
+        (bh, m, c), head_dim = aggregated.shape, wv.shape[0] // heads
+        grad_out = split_region_sets(grad, 1, folds)
+        grad_centers, grad_similarity = dispatch_backward(grad_out, weight, shared, assignment, heads)
+        grad_centers = grad_centers.view(heads, -1, wp.shape[0])
+        proj_cols = wp.view(-1, heads, head_dim).permute(1, 2, 0)
+        grad_values = torch.bmm(grad_centers, proj_cols.transpose(1, 2))  # [heads, sets * M, head_dim]
+        grad_wp = torch.bmm(values.transpose(1, 2), grad_centers).permute(2, 0, 1).flatten(1)
+        by_head = aggregated.view(heads, -1, c)
+        grad_aggregated = torch.bmm(grad_values, wv.view(heads, head_dim, c)).view(bh, m, c)
+        grad_wv = torch.bmm(grad_values.transpose(1, 2), by_head).flatten(0, 1)
+        grad_feats, grad_points, grad_alpha, grad_beta = aggregate_backward(
+            ctx.state, grad_aggregated, grad_similarity
+        )
+        sets, n = points.shape[:2]
+        feat_rows = grad_feats.view(heads, sets, n, head_dim).permute(1, 2, 0, 3).reshape(sets * n, -1)
+        rows = points.reshape(-1, c)  # (a view of the input where the sets need no copy: unfolded NCHW)
+        grad_points.view(-1, c).addmm_(feat_rows, wf)  # f's gradient into the operator's own
+        grad_x = merge_region_sets(grad_points, 1, folds, grad.shape[1:3])
+        return (
+            grad_x, feat_rows.t().mm(rows), feat_rows.sum(0),
+            grad_wv, grad_values.sum(1).flatten(), grad_wp, grad_out.sum((0, 1)), grad_alpha, grad_beta,
+            None, None, None,
+        )  # fmt: skip
 
 
 class LinearClusterMixer(ClusterMixer):
