@@ -190,7 +190,8 @@ class RegionClusterMixer(ClusterMixer):
         mean of values) is ``v`` of the same mean of the input points; the operator forms those means from the
         input itself, one copy shared by all heads (``groups``). Then ``v``'s and ``proj``'s rows of the head
         map each center, and the dispatch scales and sums the heads' centers into the points, whose ``proj``
-        this is (linear). Two of the block's three full-size products, and its value sets, are gone.
+        this is (linear). Two of the block's three full-size products, and its value sets, are gone. In
+        float eager training it runs as one autograd function (:class:`_RegionClusterBlock`).
         """
         h, w = x.shape[1:3]
         fh, fw = self.folds
