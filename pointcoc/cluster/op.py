@@ -541,18 +541,23 @@ def dispatch_to_points(
 
 
 def dispatch_forward(
-    aggregated: torch.Tensor, assignment: torch.Tensor, similarity: torch.Tensor, groups: int = 1
+    aggregated: torch.Tensor,
+    assignment: torch.Tensor,
+    similarity: torch.Tensor,
+    groups: int = 1,
+    residual: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`dispatch_to_points` as a product with the one-hot weights: the dispatched points, and the
-    weights and the centers in the shared layout, which :func:`dispatch_backward` takes (for blocks that write
-    their backward out)."""
+    """:func:`dispatch_to_points` as a product with the one-hot weights: the dispatched points (plus
+    ``residual``, in the same product), and the weights and the centers in the shared layout, which
+    :func:`dispatch_backward` takes (for blocks that write their backward out)."""
     m = aggregated.shape[1]
     if m == 1 and groups == 1:
         weight = similarity.unsqueeze(-1)
     else:
         weight = _one_hot_weights(assignment, similarity, m, groups)
     shared = _blocks_to_shared(aggregated, groups)
-    return torch.bmm(weight, shared), weight, shared
+    out = torch.bmm(weight, shared) if residual is None else torch.baddbmm(residual, weight, shared)
+    return out, weight, shared
 
 
 def dispatch_backward(

@@ -104,6 +104,13 @@ def recording(mixers: Iterable[ClusterMixer]) -> Iterator[None]:
             mixer.last_result = None
 
 
+def _fused_route(x: torch.Tensor) -> bool:
+    """Whether a training route runs as its one autograd function with the backward written out: not under
+    autocast (its products would be cast inside, its hand-written backward would not) nor compilation
+    (which traces the composed route)."""
+    return not (torch.is_autocast_enabled(x.device.type) or torch.compiler.is_compiling())
+
+
 def _channels_last_1x1(weight: torch.Tensor) -> torch.Tensor:
     """A 1x1 kernel ``[O, I, 1, 1]`` viewed with explicit channels-last strides.
 
@@ -198,7 +205,7 @@ class RegionClusterMixer(ClusterMixer):
         pool = set_pool_matrix((h // fh, w // fw), self.proposals, x.dtype, x.device)  # the grid centers
         maps = (self.f.weight, self.f.bias, self.v.weight, self.v.bias, self.proj.weight, self.proj.bias)
         maps = tuple(t.flatten(1) if t.dim() > 1 else t for t in maps)  # the 1x1 kernels as matrices
-        if not (torch.is_autocast_enabled(x.device.type) or torch.compiler.is_compiling()):
+        if _fused_route(x):
             return _RegionClusterBlock.apply(
                 x, *maps, self.sim_alpha, self.sim_beta, self.heads, self.folds, pool
             )
@@ -357,7 +364,7 @@ class GroupClusterMixer(LinearClusterMixer):
     def _forward_through_centers(self, x: torch.Tensor) -> torch.Tensor:
         k, dim = x.shape[-2:]
         points = x.reshape(-1, k, dim)
-        if not (torch.is_autocast_enabled(x.device.type) or torch.compiler.is_compiling()):
+        if _fused_route(x):
             maps = (self.f.weight, self.f.bias, self.v.weight, self.v.bias, self.proj.weight, self.proj.bias)
             return _GroupClusterBlock.apply(points, *maps, self.sim_alpha, self.sim_beta).view(x.shape)
         feats = self.f(points)
@@ -386,22 +393,24 @@ class _GroupClusterBlock(torch.autograd.Function):
     def forward(ctx, points, wf, bf, wv, bv, wp, bp, alpha, beta):  # type: ignore[override]
         state = OperatorState()
         # the group means as the centers
-        aggregated, _, similarity = aggregate_forward(state, F.linear(points, wf, bf), points, alpha, beta)
+        aggregated, assignment, similarity = aggregate_forward(
+            state, F.linear(points, wf, bf), points, alpha, beta
+        )
         values = F.linear(aggregated, wv, bv)
         centers = F.linear(values, wp)  # proj(v(g)) without proj's bias
-        out = torch.baddbmm(points, similarity.unsqueeze(-1), centers).add_(bp)
-        ctx.save_for_backward(points, wf, wv, wp, aggregated, values, similarity, centers)
+        out, weight, shared = dispatch_forward(centers, assignment, similarity, residual=points)
+        ctx.save_for_backward(points, wf, wv, wp, aggregated, values, assignment, weight, shared)
         ctx.state = state
-        return out
+        return out.add_(bp)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):  # type: ignore[override]
-        points, wf, wv, wp, aggregated, values, similarity, centers = ctx.saved_tensors
+        points, wf, wv, wp, aggregated, values, assignment, weight, shared = ctx.saved_tensors
         rows = points.reshape(-1, points.shape[-1])
-        # the dispatch s_n c_m(n): its similarity and center gradients; proj's and v's on the centers
-        grad_similarity = torch.bmm(grad, centers.transpose(1, 2)).squeeze(-1)
-        grad_centers = torch.bmm(similarity.unsqueeze(1), grad).flatten(0, 1)
+        # the dispatch's similarity and center gradients; proj's and v's on the centers
+        grad_centers, grad_similarity = dispatch_backward(grad, weight, shared, assignment)
+        grad_centers = grad_centers.flatten(0, 1)
         grad_values = grad_centers.mm(wp)
         grad_aggregated = grad_values.mm(wv).view(aggregated.shape)
         grad_feats, grad_points, grad_alpha, grad_beta = aggregate_backward(
