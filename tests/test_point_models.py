@@ -421,6 +421,67 @@ def test_fused_batchnorm_relu_and_residual_unit_train_as_the_composed_layers(bia
     )  # fmt: skip
 
 
+def test_residual_unit_backward_keeps_its_saved_tensors_when_the_graph_is_retained():
+    # Its backward writes a gradient over a tensor its forward saved, unless the graph is kept: a second
+    # backward through a retained graph must see the same saved tensors and give the same gradients.
+    from pointcoc.models.pointmlp import ResidualMLP
+
+    torch.manual_seed(0)
+    unit = ResidualMLP(6, 1.5, False, "relu").double().train()
+    torch.nn.init.normal_(unit.net2.bn.bias)
+    x = torch.randn(3, 4, 5, 6, dtype=torch.float64, requires_grad=True)
+    grad_out = torch.randn(3, 4, 5, 6, dtype=torch.float64)
+    out = unit(x)
+    grads = []
+    for retain in (True, False):
+        unit.zero_grad(set_to_none=True)
+        x.grad = None
+        out.backward(grad_out, retain_graph=retain)
+        grads.append([x.grad.clone()] + [p.grad.clone() for p in unit.parameters()])
+    for first, second in zip(*grads):
+        torch.testing.assert_close(first, second, rtol=0, atol=0)
+
+
+def test_saved_tensors_used_once_tells_a_retained_graph():
+    from pointcoc.utils.autograd import saved_tensors_used_once
+
+    seen = []
+
+    class Spy(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, grad):
+            seen.append(saved_tensors_used_once())
+            return grad * 2
+
+    x = torch.ones(3, requires_grad=True)
+    y = Spy.apply(x).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    assert seen == [False, True]
+
+
+def test_max_values_is_max_with_one_gradient_per_tie():
+    from pointcoc.layers import max_values
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 4, 3, dtype=torch.float64)
+    x[0, :, 1, 0] = 0.5  # a tie along the pooled dimension: max's index takes the whole gradient
+    grad = torch.randn(2, 5, 3, dtype=torch.float64)
+    ours, reference = x.clone().requires_grad_(), x.clone().requires_grad_()
+    torch.testing.assert_close(max_values(ours, 2), reference.max(dim=2).values, rtol=0, atol=0)
+    max_values(ours, 2).backward(grad)
+    reference.max(dim=2).values.backward(grad)
+    torch.testing.assert_close(ours.grad, reference.grad, rtol=0, atol=0)
+    assert (ours.grad[0, :, 1, 0] != 0).sum() == 1
+    assert torch.autograd.gradcheck(
+        lambda t: max_values(t, 1), (torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True),)
+    )
+
+
 def test_fused_batchnorm_relu_only_where_it_is_the_same_function():
     from pointcoc.layers import LinearBN
     from pointcoc.layers.pointwise import _fused_relu

@@ -16,6 +16,7 @@ from .input_transform import InputTransform
 from .mlp import Mlp
 from .per_stage import check_per_stage
 from .pointwise import LinearBN, PointNorm, residual_unit, shared_mlp
+from .pooling import max_values
 
 __all__ = [
     "ChannelsLastGroupNorm",
@@ -32,6 +33,7 @@ __all__ = [
     "check_per_stage",
     "classifier_head",
     "make_activation",
+    "max_values",
     "recording",
     "residual_unit",
     "shared_mlp",

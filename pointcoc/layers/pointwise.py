@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from ..utils.autograd import grad_needed
+from ..utils.autograd import grad_needed, saved_tensors_used_once
 from .activations import make_activation
 
 
@@ -150,9 +150,9 @@ class _BatchNormGrad(NamedTuple):
         """``dy`` written over ``g``."""
         return g.mul_(self.scale).addcmul_(y, self.slope).add_(self.offset)
 
-    def input_grad(self, g: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``dy`` as a new tensor, ``g`` kept."""
-        return torch.addcmul(self.offset, y, self.slope).addcmul_(g, self.scale)
+    def input_grad(self, g: torch.Tensor, y: torch.Tensor, over_y: bool = False) -> torch.Tensor:
+        """``dy`` as a new tensor, or written over ``y`` (``over_y``); ``g`` kept."""
+        return torch.addcmul(self.offset, y, self.slope, out=y if over_y else None).addcmul_(g, self.scale)
 
 
 def _relu_grad_(grad: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -187,10 +187,12 @@ class _BatchNormReLU(torch.autograd.Function):
 def residual_unit(x: torch.Tensor, net1: LinearBN, net2: LinearBN, act: nn.Module) -> torch.Tensor:
     """``act(net2(net1(x)) + x)`` (PointMLP's residual MLP; ``net1`` has its own activation).
 
-    With ReLUs, in training, as one function whose backward allocates four ``[R, C]`` tensors where
-    autograd's takes six (the ReLU masks, the BatchNorms' input gradients and the residual's accumulation,
-    which here is the bias of the last product). Other cases (evaluation, other norms or activations)
-    compose the layers."""
+    With ReLUs, in training, as one function whose backward allocates two ``[R, C]`` tensors where
+    autograd's takes six (the ReLU masks, the BatchNorms' input gradients and the residual's accumulation):
+    the first mask takes the residual's sum in place, the second BatchNorm's input gradient is written over
+    that BatchNorm's saved input (the function's own, read for the last time; not when the graph is retained)
+    and the first one's over the mask that precedes it. Other cases (evaluation, other norms or
+    activations) compose the layers."""
     if not (_fused_relu(net1.bn, net1.act, x) and _fused_relu(net2.bn, act, x)):
         return net2.forward_act(net1(x), act, residual=x)
     return _ResidualUnit.apply(
@@ -217,14 +219,15 @@ class _ResidualUnit(torch.autograd.Function):
         rows, w1, gamma1, h1, a1, mean1, invstd1, w2, gamma2, h2, out, mean2, invstd2 = ctx.saved_tensors
         masked = torch.ops.aten.threshold_backward(grad.reshape(out.shape), out, 0)  # also the residual's
         bn2 = _BatchNormGrad.of(masked, h2, gamma2, mean2, invstd2, ctx.eps[1])
-        grad_h2 = bn2.input_grad(masked, h2)
+        # h2 is this function's own: overwritten unless the graph is kept for another backward
+        grad_h2 = bn2.input_grad(masked, h2, over_y=saved_tensors_used_once())
         grad_w2, grad_b2 = grad_h2.t().mm(a1), grad_h2.sum(0) if ctx.biases[1] else None
         grad_a1 = _relu_grad_(grad_h2.mm(w2), a1)
         del grad_h2
         bn1 = _BatchNormGrad.of(grad_a1, h1, gamma1, mean1, invstd1, ctx.eps[0])
         grad_h1 = bn1.input_grad_(grad_a1, h1)
         grad_w1, grad_b1 = grad_h1.t().mm(rows), grad_h1.sum(0) if ctx.biases[0] else None
-        grad_x = torch.addmm(masked, grad_h1, w1)
+        grad_x = masked.addmm_(grad_h1, w1)
         return (
             grad_x.view(grad.shape), grad_w1, grad_b1, bn1.weight, bn1.bias,
             grad_w2, grad_b2, bn2.weight, bn2.bias, None, None,

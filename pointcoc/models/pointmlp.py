@@ -22,6 +22,7 @@ from ..layers import (
     check_per_stage,
     classifier_head,
     make_activation,
+    max_values,
     residual_unit,
 )
 from ..ops import farthest_point_sample, gather_points, gather_points_shifted, gather_points_sum, knn_points
@@ -230,7 +231,7 @@ class Stage(nn.Module):
         grouped = self.pre(grouped)
         # max with indices, as the official adaptive_max_pool1d: its backward scatters into the chosen rows
         # (amax's splits ties through a mask: several full-size passes and tensors)
-        return anchor_idx, neighbours, self.pos(grouped.max(dim=2).values)
+        return anchor_idx, neighbours, self.pos(max_values(grouped, 2))
 
 
 class PointMLP(PointClassifier):

@@ -1,4 +1,5 @@
-"""When a computation will be differentiated: the switch between the training and evaluation paths."""
+"""When a computation will be differentiated (the switch between the training and evaluation paths), and
+when a backward may overwrite what its forward saved."""
 
 from __future__ import annotations
 
@@ -12,3 +13,11 @@ def grad_needed(*tensors: torch.Tensor) -> bool:
     evaluation path, whose products are the counted (official) MACs, otherwise.
     """
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def saved_tensors_used_once() -> bool:
+    """Whether the backward running now frees the graph after it (no ``retain_graph``), as AOTAutograd asks
+    before donating saved buffers: a function's backward may then write over tensors its forward created
+    and saved but never returned. Call it inside ``backward``; False where torch cannot tell."""
+    keep_graph = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
+    return keep_graph is not None and not keep_graph()
