@@ -288,6 +288,47 @@ def test_group_mixer_fused_training_block_equals_its_composed_route(monkeypatch)
     assert set(fused[2]) == {n for n, _ in mixer.named_parameters()}
 
 
+def test_pointmlp_coc_pre_block_trains_as_its_composed_parts(monkeypatch):
+    # In eager float training the cluster block and the residual MLP run as one function (the MLP's input
+    # gradient takes the block's in place); values, every gradient and the BatchNorm statistics must be the
+    # composed parts', also through a retained graph's second backward.
+    import copy
+
+    import pointcoc.layers.pre_block as pre_block
+    from pointcoc.models.pointmlp import PreBlock
+
+    torch.manual_seed(0)
+    block = PreBlock(12, 1.0, False, "relu", cluster=True, heads=1).double().train()
+    with torch.no_grad():
+        block.cluster.sim_alpha.fill_(1.3)
+        block.cluster.sim_beta.fill_(0.2)
+        for bn in (block.mlp.net1.bn, block.mlp.net2.bn):
+            bn.weight.normal_()
+            bn.bias.normal_()
+    reference = copy.deepcopy(block)
+    x, grad_out = torch.randn(2, 5, 7, 12, dtype=torch.float64), torch.randn(2, 5, 7, 12, dtype=torch.float64)
+    fused_fn, calls = pre_block._ClusterResidualUnit, []
+    monkeypatch.setattr(fused_fn, "apply", lambda *a, _apply=fused_fn.apply: calls.append(1) or _apply(*a))
+
+    def composed(x):
+        return reference.mlp(reference.cluster(x))
+
+    fused = _layer_train_step(block, x, grad_out, block)
+    assert calls == [1]
+    torch.testing.assert_close(
+        fused, _layer_train_step(reference, x, grad_out, composed), rtol=1e-10, atol=1e-12
+    )  # fmt: skip
+    inputs = x.clone().requires_grad_()
+    out, grads = block(inputs), []
+    for retain in (True, False):
+        block.zero_grad(set_to_none=True)
+        inputs.grad = None
+        out.backward(grad_out, retain_graph=retain)
+        grads.append([inputs.grad.clone()] + [p.grad.clone() for p in block.parameters()])
+    for first, second in zip(*grads):
+        torch.testing.assert_close(first, second, rtol=0, atol=0)
+
+
 def test_linear_bn_forward_concat_trains_as_the_concatenation():
     from pointcoc.layers import LinearBN
 

@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from ..utils.autograd import grad_needed
+from ..utils.autograd import NestedContext, grad_needed
 
 # The cluster normaliser (see the module docstring); "similarity" is today's official one.
 Aggregation = Literal["similarity", "count"]
@@ -267,7 +267,7 @@ class _ContextCluster(torch.autograd.Function):
             aggregated, denominator,
         )  # fmt: skip
         ctx.beta_shape, ctx.beta_dtype, ctx.count, ctx.dispatch = beta.shape, beta.dtype, count, dispatch
-        ctx.groups = groups
+        ctx.groups, ctx.values_grad_into = groups, None
         ctx.mark_non_differentiable(assignment)
         return out, assignment, sim_out
 
@@ -295,7 +295,13 @@ class _ContextCluster(torch.autograd.Function):
                 # Per point, the row of its center (index_select of rows): no [B, N, M] buffer alive with the
                 # two [B, N, *] input gradients, where the backward's memory peaks.
                 rows = _center_rows(assignment, m)
-                grad_values = _gather_rows(grad_numerator, rows).mul_(sim_out.unsqueeze(-1))
+                into = ctx.values_grad_into
+                if into is not None and m == 1:  # one center per set: its row broadcast, no [B, N, E] gather
+                    grad_values = into.addcmul_(grad_numerator, sim_out.unsqueeze(-1))
+                else:
+                    grad_values = _gather_rows(grad_numerator, rows).mul_(sim_out.unsqueeze(-1))
+                    if into is not None:
+                        grad_values = into.add_(grad_values)
                 grad_value_centers = grad_numerator
                 grad_sim_all = torch.bmm(values, grad_numerator.transpose(1, 2))
                 if ctx.dispatch:
@@ -484,22 +490,8 @@ def aggregate_clusters(
     )
 
 
-class OperatorState:
-    """Autograd's context for the operator when it runs inside another autograd function (a block whose
-    backward is written out around it, as :class:`pointcoc.layers.GroupClusterMixer` in training): what the
-    operator's forward keeps for its backward, and the flags that backward reads."""
-
-    saved_tensors: tuple[torch.Tensor, ...]
-
-    def save_for_backward(self, *tensors: torch.Tensor) -> None:
-        self.saved_tensors = tensors
-
-    def mark_non_differentiable(self, *tensors: torch.Tensor) -> None:
-        """Nothing to mark: no graph is recorded inside another function's forward."""
-
-
 def aggregate_forward(
-    state: OperatorState,
+    state: NestedContext,
     points: torch.Tensor,
     values: torch.Tensor,
     alpha: torch.Tensor,
@@ -516,10 +508,16 @@ def aggregate_forward(
 
 
 def aggregate_backward(
-    state: OperatorState, grad_aggregated: torch.Tensor, grad_similarity: torch.Tensor | None
+    state: NestedContext,
+    grad_aggregated: torch.Tensor,
+    grad_similarity: torch.Tensor | None,
+    values_grad_into: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The gradients of :func:`aggregate_forward`'s ``points, values, alpha, beta`` from those of its
-    aggregate and similarity (new tensors, which the caller may add into in place)."""
+    aggregate and similarity: new tensors (which the caller may add into in place), but the values' gradient
+    added in place into ``values_grad_into`` when given (a ``[B, N, E]`` buffer of the caller's own, e.g. the
+    gradient that a residual connection passes to the same values)."""
+    state.values_grad_into = values_grad_into
     grads = _ContextCluster.backward(state, grad_aggregated, None, grad_similarity)
     return grads[0], grads[1], grads[4], grads[5]
 

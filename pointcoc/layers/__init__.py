@@ -17,6 +17,7 @@ from .mlp import Mlp
 from .per_stage import check_per_stage
 from .pointwise import LinearBN, PointNorm, residual_unit, shared_mlp
 from .pooling import max_values
+from .pre_block import cluster_residual_unit
 
 __all__ = [
     "ChannelsLastGroupNorm",
@@ -32,6 +33,7 @@ __all__ = [
     "SetClusterMixer",
     "check_per_stage",
     "classifier_head",
+    "cluster_residual_unit",
     "make_activation",
     "max_values",
     "recording",

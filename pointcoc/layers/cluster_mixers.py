@@ -31,7 +31,6 @@ from ..cluster import (
 from ..cluster.op import (
     Aggregation,
     ClusterResult,
-    OperatorState,
     aggregate_backward,
     aggregate_forward,
     check_aggregation,
@@ -39,7 +38,7 @@ from ..cluster.op import (
     dispatch_forward,
 )
 from ..ops import gather_points
-from ..utils.autograd import grad_needed
+from ..utils.autograd import NestedContext, grad_needed
 
 
 class ClusterMixer(nn.Module):
@@ -262,7 +261,7 @@ class _RegionClusterBlock(torch.autograd.Function):
         points = split_region_sets(x, 1, folds)  # [B * regions, N, C], shared by the heads
         sets, n = points.shape[:2]
         feats = F.linear(points, wf, bf).view(sets, n, heads, -1).permute(2, 0, 1, 3).flatten(0, 1)
-        state = OperatorState()
+        state = NestedContext()
         aggregated, assignment, similarity = aggregate_forward(
             state, feats, points, alpha, beta, center_pool=pool, groups=heads
         )
@@ -361,12 +360,19 @@ class GroupClusterMixer(LinearClusterMixer):
     def _through_centers(self, x: torch.Tensor) -> bool:
         return self.heads == 1 and super()._through_centers(x)
 
+    def fused(self, x: torch.Tensor) -> bool:
+        """Whether this block runs as its one function (:class:`_GroupClusterBlock`) on ``x``."""
+        return self._through_centers(x) and _fused_route(x)
+
+    def _fused_args(self) -> tuple:
+        maps = (self.f.weight, self.f.bias, self.v.weight, self.v.bias, self.proj.weight, self.proj.bias)
+        return *maps, self.sim_alpha, self.sim_beta
+
     def _forward_through_centers(self, x: torch.Tensor) -> torch.Tensor:
         k, dim = x.shape[-2:]
         points = x.reshape(-1, k, dim)
         if _fused_route(x):
-            maps = (self.f.weight, self.f.bias, self.v.weight, self.v.bias, self.proj.weight, self.proj.bias)
-            return _GroupClusterBlock.apply(points, *maps, self.sim_alpha, self.sim_beta).view(x.shape)
+            return _GroupClusterBlock.apply(points, *self._fused_args()).view(x.shape)
         feats = self.f(points)
         aggregated, assignment, similarity = aggregate_clusters(
             feats, points, None, None, self.sim_alpha, self.sim_beta, self.aggregation
@@ -391,7 +397,7 @@ class _GroupClusterBlock(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, points, wf, bf, wv, bv, wp, bp, alpha, beta):  # type: ignore[override]
-        state = OperatorState()
+        state = NestedContext()
         # the group means as the centers
         aggregated, assignment, similarity = aggregate_forward(
             state, F.linear(points, wf, bf), points, alpha, beta
@@ -400,7 +406,7 @@ class _GroupClusterBlock(torch.autograd.Function):
         centers = F.linear(values, wp)  # proj(v(g)) without proj's bias
         out, weight, shared = dispatch_forward(centers, assignment, similarity, residual=points)
         ctx.save_for_backward(points, wf, wv, wp, aggregated, values, assignment, weight, shared)
-        ctx.state = state
+        ctx.state, ctx.grad_owned = state, False
         return out.add_(bp)
 
     @staticmethod
@@ -413,16 +419,21 @@ class _GroupClusterBlock(torch.autograd.Function):
         grad_centers = grad_centers.flatten(0, 1)
         grad_values = grad_centers.mm(wp)
         grad_aggregated = grad_values.mm(wv).view(aggregated.shape)
+        # grad_owned (set by an enclosing function that made grad): the operator's values gradient and f's
+        # are added into it, the residual's being grad itself; else the residual's and f's into the operator's
+        grad_bp = grad.sum((0, 1))  # (before grad, when owned, takes the others in place)
+        owned = grad.view(points.shape) if ctx.grad_owned else None
         grad_feats, grad_points, grad_alpha, grad_beta = aggregate_backward(
-            ctx.state, grad_aggregated, grad_similarity
+            ctx.state, grad_aggregated, grad_similarity, values_grad_into=owned
         )
         feat_rows = grad_feats.reshape(-1, grad_feats.shape[-1])
-        # the residual's and f's gradients into the operator's own: one [B * G, K, C] tensor
-        grad_points.add_(grad).view(-1, rows.shape[-1]).addmm_(feat_rows, wf)
+        if owned is None:
+            grad_points.add_(grad)
+        grad_points.view(-1, rows.shape[-1]).addmm_(feat_rows, wf)  # one [B * G, K, C] tensor
         return (
             grad_points, feat_rows.t().mm(rows), feat_rows.sum(0),
             grad_values.t().mm(aggregated.flatten(0, 1)), grad_values.sum(0),
-            grad_centers.t().mm(values.flatten(0, 1)), grad.sum((0, 1)), grad_alpha, grad_beta,
+            grad_centers.t().mm(values.flatten(0, 1)), grad_bp, grad_alpha, grad_beta,
         )  # fmt: skip
 
 

@@ -193,10 +193,19 @@ def residual_unit(x: torch.Tensor, net1: LinearBN, net2: LinearBN, act: nn.Modul
     that BatchNorm's saved input (the function's own, read for the last time; not when the graph is retained)
     and the first one's over the mask that precedes it. Other cases (evaluation, other norms or
     activations) compose the layers."""
-    if not (_fused_relu(net1.bn, net1.act, x) and _fused_relu(net2.bn, act, x)):
+    if not fused_unit(x, net1, net2, act):
         return net2.forward_act(net1(x), act, residual=x)
-    return _ResidualUnit.apply(
-        x, net1.fc.weight, net1.fc.bias, net1.bn.weight, net1.bn.bias,
+    return _ResidualUnit.apply(x, *_unit_args(net1, net2))
+
+
+def fused_unit(x: torch.Tensor, net1: LinearBN, net2: LinearBN, act: nn.Module) -> bool:
+    """Whether :func:`residual_unit` runs as its one function (:class:`_ResidualUnit`) on ``x``."""
+    return _fused_relu(net1.bn, net1.act, x) and _fused_relu(net2.bn, act, x)
+
+
+def _unit_args(net1: LinearBN, net2: LinearBN) -> tuple:
+    return (
+        net1.fc.weight, net1.fc.bias, net1.bn.weight, net1.bn.bias,
         net2.fc.weight, net2.fc.bias, net2.bn.weight, net2.bn.bias, net1.bn, net2.bn,
     )  # fmt: skip
 

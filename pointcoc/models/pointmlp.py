@@ -21,6 +21,7 @@ from ..layers import (
     LinearBN,
     check_per_stage,
     classifier_head,
+    cluster_residual_unit,
     make_activation,
     max_values,
     residual_unit,
@@ -175,9 +176,9 @@ class PreBlock(nn.Module):
         self.mlp = ResidualMLP(dim, expansion, bias, activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.cluster is not None:
-            x = self.cluster(x)
-        return self.mlp(x)
+        if self.cluster is None:
+            return self.mlp(x)
+        return cluster_residual_unit(x, self.cluster, self.mlp.net1, self.mlp.net2, self.mlp.act)
 
 
 class Stage(nn.Module):

@@ -21,3 +21,17 @@ def saved_tensors_used_once() -> bool:
     and saved but never returned. Call it inside ``backward``; False where torch cannot tell."""
     keep_graph = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
     return keep_graph is not None and not keep_graph()
+
+
+class NestedContext:
+    """Autograd's context for an autograd function's ``forward``/``backward`` run inside another one (a block
+    whose backward is written out around its parts, e.g. the cluster mixers' training routes): what the
+    part's forward keeps for its backward, and the flags that backward reads."""
+
+    saved_tensors: tuple[torch.Tensor, ...]
+
+    def save_for_backward(self, *tensors: torch.Tensor) -> None:
+        self.saved_tensors = tensors
+
+    def mark_non_differentiable(self, *tensors: torch.Tensor) -> None:
+        """Nothing to mark: no graph is recorded inside another function's forward."""
