@@ -318,15 +318,7 @@ def test_pointmlp_coc_pre_block_trains_as_its_composed_parts(monkeypatch):
     torch.testing.assert_close(
         fused, _layer_train_step(reference, x, grad_out, composed), rtol=1e-10, atol=1e-12
     )  # fmt: skip
-    inputs = x.clone().requires_grad_()
-    out, grads = block(inputs), []
-    for retain in (True, False):
-        block.zero_grad(set_to_none=True)
-        inputs.grad = None
-        out.backward(grad_out, retain_graph=retain)
-        grads.append([inputs.grad.clone()] + [p.grad.clone() for p in block.parameters()])
-    for first, second in zip(*grads):
-        torch.testing.assert_close(first, second, rtol=0, atol=0)
+    _assert_retained_graph_backward_repeats(block, x, grad_out)
 
 
 def test_linear_bn_forward_concat_trains_as_the_concatenation():
@@ -470,15 +462,20 @@ def test_residual_unit_backward_keeps_its_saved_tensors_when_the_graph_is_retain
     torch.manual_seed(0)
     unit = ResidualMLP(6, 1.5, False, "relu").double().train()
     torch.nn.init.normal_(unit.net2.bn.bias)
-    x = torch.randn(3, 4, 5, 6, dtype=torch.float64, requires_grad=True)
-    grad_out = torch.randn(3, 4, 5, 6, dtype=torch.float64)
-    out = unit(x)
-    grads = []
+    x, grad_out = torch.randn(3, 4, 5, 6, dtype=torch.float64), torch.randn(3, 4, 5, 6, dtype=torch.float64)
+    _assert_retained_graph_backward_repeats(unit, x, grad_out)
+
+
+def _assert_retained_graph_backward_repeats(module, x, grad_out):
+    """Two backwards through one retained graph give the same input and parameter gradients (a backward that
+    overwrites what its forward saved must not do so while the graph is kept)."""
+    inputs = x.clone().requires_grad_()
+    out, grads = module(inputs), []
     for retain in (True, False):
-        unit.zero_grad(set_to_none=True)
-        x.grad = None
+        module.zero_grad(set_to_none=True)
+        inputs.grad = None
         out.backward(grad_out, retain_graph=retain)
-        grads.append([x.grad.clone()] + [p.grad.clone() for p in unit.parameters()])
+        grads.append([inputs.grad.clone()] + [p.grad.clone() for p in module.parameters()])
     for first, second in zip(*grads):
         torch.testing.assert_close(first, second, rtol=0, atol=0)
 
