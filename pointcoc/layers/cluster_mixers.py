@@ -364,7 +364,9 @@ class GroupClusterMixer(LinearClusterMixer):
         """Whether this block runs as its one function (:class:`_GroupClusterBlock`) on ``x``."""
         return self._through_centers(x) and _fused_route(x)
 
-    def _fused_args(self) -> tuple:
+    def fused_args(self) -> tuple:
+        """What :class:`_GroupClusterBlock` takes after the points: f's, v's and proj's weights and biases,
+        the similarity's alpha and beta."""
         maps = (self.f.weight, self.f.bias, self.v.weight, self.v.bias, self.proj.weight, self.proj.bias)
         return *maps, self.sim_alpha, self.sim_beta
 
@@ -372,7 +374,7 @@ class GroupClusterMixer(LinearClusterMixer):
         k, dim = x.shape[-2:]
         points = x.reshape(-1, k, dim)
         if _fused_route(x):
-            return _GroupClusterBlock.apply(points, *self._fused_args()).view(x.shape)
+            return _GroupClusterBlock.apply(points, *self.fused_args()).view(x.shape)
         feats = self.f(points)
         aggregated, assignment, similarity = aggregate_clusters(
             feats, points, None, None, self.sim_alpha, self.sim_beta, self.aggregation

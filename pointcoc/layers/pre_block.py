@@ -25,21 +25,22 @@ def cluster_residual_unit(
     """
     if not (mixer.fused(x) and fused_unit(x, net1, net2, act)):
         return residual_unit(mixer(x), net1, net2, act)
-    points = x.reshape(-1, *x.shape[-2:])
-    return _ClusterResidualUnit.apply(points, *mixer._fused_args(), *_unit_args(net1, net2)).view(x.shape)
+    points, block_args = x.reshape(-1, *x.shape[-2:]), mixer.fused_args()
+    out = _ClusterResidualUnit.apply(points, len(block_args), *block_args, *_unit_args(net1, net2))
+    return out.view(x.shape)
 
 
 class _ClusterResidualUnit(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, points, *args):  # type: ignore[override]
-        block_args, unit_args = args[:8], args[8:]  # f, v, proj (weights, biases), alpha, beta | the unit's
+    def forward(ctx, points, block_arity, *args):  # type: ignore[override]
         ctx.block, ctx.unit = NestedContext(), NestedContext()
-        mid = _GroupClusterBlock.forward(ctx.block, points, *block_args)
+        mid = _GroupClusterBlock.forward(ctx.block, points, *args[:block_arity])
         ctx.block.grad_owned = True
-        return _ResidualUnit.forward(ctx.unit, mid, *unit_args)
+        return _ResidualUnit.forward(ctx.unit, mid, *args[block_arity:])
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):  # type: ignore[override]
         unit_grads = _ResidualUnit.backward(ctx.unit, grad)
-        return *_GroupClusterBlock.backward(ctx.block, unit_grads[0]), *unit_grads[1:]
+        grad_points, *block_grads = _GroupClusterBlock.backward(ctx.block, unit_grads[0])
+        return grad_points, None, *block_grads, *unit_grads[1:]
