@@ -292,16 +292,18 @@ class _ContextCluster(torch.autograd.Function):
             # dL/ds_n = <G_n, g_m(n)> + <v_n, dnum_m(n)> + dden_m(n): products for all m, then picked.
             if groups == 1:
                 grad_denominator = (grad_numerator * aggregated).sum(-1).neg_()  # [B, M]
-                # Per point, the row of its center (index_select of rows): no [B, N, M] buffer alive with the
-                # two [B, N, *] input gradients, where the backward's memory peaks.
-                rows = _center_rows(assignment, m)
-                into = ctx.values_grad_into
-                if into is not None and m == 1:  # one center per set: its row broadcast, no [B, N, E] gather
-                    grad_values = into.addcmul_(grad_numerator, sim_out.unsqueeze(-1))
+                # Per point, the row of its center (index_select of rows; with one center per set, that row
+                # broadcast): no [B, N, M] buffer alive with the two [B, N, *] input gradients, where the
+                # backward's memory peaks.
+                if m == 1:
+                    center_rows = grad_numerator
                 else:
-                    grad_values = _gather_rows(grad_numerator, rows).mul_(sim_out.unsqueeze(-1))
-                    if into is not None:
-                        grad_values = into.add_(grad_values)
+                    center_rows = _gather_rows(grad_numerator, _center_rows(assignment, m))
+                scale, into = sim_out.unsqueeze(-1), ctx.values_grad_into
+                if into is not None:
+                    grad_values = into.addcmul_(center_rows, scale)
+                else:
+                    grad_values = center_rows * scale if m == 1 else center_rows.mul_(scale)
                 grad_value_centers = grad_numerator
                 grad_sim_all = torch.bmm(values, grad_numerator.transpose(1, 2))
                 if ctx.dispatch:
