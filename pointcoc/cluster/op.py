@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from ..utils.autograd import NestedContext, grad_needed
+from . import native
 
 # The cluster normaliser (see the module docstring); "similarity" is today's official one.
 Aggregation = Literal["similarity", "count"]
@@ -209,25 +210,11 @@ class _ContextCluster(torch.autograd.Function):
         ctx.pooled, ctx.pool, ctx.dense = centers is None, pool, dense
         with torch.autocast(points.device.type, enabled=False):
             (b, n), e = points.shape[:2], values.shape[-1]
-            if ctx.pooled:  # in the inputs' dtypes, as given centers would be
-                centers = _pooled(points, pool)
-                if not dense:  # (the dense path pools the values inside its aggregation product)
-                    value_centers = _pooled(values, pool)
-            sim_dtype = torch.promote_types(points.dtype, torch.float32)
-            p, c = points.to(sim_dtype), centers.to(sim_dtype)
-            p_len, c_len = p.norm(dim=-1), c.norm(dim=-1, keepdim=True)  # [B, N], [B, M, 1]
-            p_norm = p_len.clamp_min(_NORMALIZE_EPS)
-            c_hat = c / c_len.clamp_min(_NORMALIZE_EPS)
-            # cos(p, c) = <p, c_hat> / |p|: no normalised [B, N, D] copy of the points is needed.
-            cos = torch.bmm(p, c_hat.transpose(1, 2)).div_(p_norm.unsqueeze(-1))
-            # the official expression's rounding (sigmoid(beta + alpha * cos)): with trained weights, logits
-            # that saturate the sigmoid tie, and a fused multiply-add there moved assignments
-            sim, assignment = (alpha * cos).add_(beta).sigmoid_().max(dim=-1)  # [B, N]
-            index = assignment.unsqueeze(-1)
-            cos_chosen = cos.gather(-1, index).squeeze(-1)
+            if ctx.pooled and not dense:  # (the dense path pools the values inside its aggregation product)
+                value_centers = _pooled(values, pool)
+            sim, assignment, cos_chosen, p_len, c_hat, c_len = _assign(points, centers, pool, alpha, beta)
             sim_out = sim.to(values.dtype)
-            del cos
-            m = centers.shape[1]
+            m = c_hat.shape[1]
             members = torch.ones_like(sim_out) if count else sim_out
             if dense:
                 # [B / groups, N, groups * M]; the pooled value centers join as their pooling rows
@@ -283,7 +270,7 @@ class _ContextCluster(torch.autograd.Function):
             # out_n = s_n g_m(n),  g_m = num_m / den_m,  num_m = w_m + sum s_n v_n,
             # den_m = 1 + sum s_n ("similarity") or 1 + count_m ("count": no gradient to s)
             if ctx.dispatch:
-                weight = _one_hot_weights(assignment, sim_out, centers.shape[1])
+                weight = _one_hot_weights(assignment, sim_out, c_hat.shape[1])
                 grad_numerator = torch.bmm(weight.transpose(1, 2), grad_out).div_(denominator.unsqueeze(-1))
                 del weight  # frees a [B, N, M] buffer before the next one is allocated
             elif ctx.groups == 1:  # grad_out is the gradient of g itself
@@ -328,44 +315,19 @@ class _ContextCluster(torch.autograd.Function):
             grad_sim = grad_sim.to(sim.dtype)
             if grad_sim_out is not None:
                 grad_sim += grad_sim_out
-            grad_logit = grad_sim.mul_(sim * (1.0 - sim))  # through the sigmoid
-            grad_beta = grad_logit.sum().reshape(ctx.beta_shape)
-            grad_alpha = (grad_logit * cos_chosen).sum().reshape(alpha.shape)
-            grad_cos = grad_logit.mul_(alpha)  # [B, N]; cos enters only at m(n)
-            # cos = <p, c_hat> / r with r = max(|p|, eps); clamp_min passes no gradient below eps:
-            # dL/dp = dcos / r * (c_hat - cos * p / |p| * [|p| >= eps]). In place on [B, N] temporaries:
-            # the input gradients below are where the backward's memory peaks.
-            p = points.to(c_hat.dtype)
-            p_norm = p_len.clamp_min(_NORMALIZE_EPS)
-            tangential = grad_cos.div_(p_norm).unsqueeze(-1)  # dcos / r
-            radial = (tangential.squeeze(-1) * cos_chosen).mul_(p_len >= _NORMALIZE_EPS).div_(p_norm).neg_()
-            del p_norm
-            scaled = _one_hot_weights(assignment, tangential.squeeze(-1), m)
-            grad_c_hat = torch.bmm(scaled.transpose(1, 2), p)  # [B, M, D]
-            if ctx.dense:  # the same one-hot weights carry c_hat back to the points
-                grad_points = torch.bmm(scaled, c_hat)
-            else:
-                grad_points = _gather_rows(c_hat, _center_rows(assignment, m)).mul_(tangential)
-            del scaled
-            grad_points.addcmul_(p, radial.unsqueeze(-1))
-            radial_c = (grad_c_hat * c_hat).sum(-1, keepdim=True) * (c_len >= _NORMALIZE_EPS)
-            grad_centers = (grad_c_hat - c_hat * radial_c) / c_len.clamp_min(_NORMALIZE_EPS)
-            # the pooled centers' gradients into their sets' own (the values' already are, on the dense path):
-            # no [B, N, *] tensor per pooling
-            if ctx.pooled:
-                pooled_grads = [(grad_points, grad_centers)]
-                if grad_value_centers is not None:
-                    pooled_grads.append((grad_values, grad_value_centers))
-                for grad, grad_pooled in pooled_grads:
-                    if ctx.pool is None:
-                        grad.add_(grad_pooled.to(grad.dtype) / points.shape[1])
-                    else:
-                        spread = ctx.pool.t().to(grad.dtype).expand(grad.shape[0], -1, -1)
-                        grad.baddbmm_(spread, grad_pooled.to(grad.dtype))
-                grad_centers = grad_value_centers = None
+            grad_points, grad_centers, grad_alpha, grad_beta = _assign_backward(
+                grad_sim, sim, cos_chosen, p_len, points, c_hat, c_len, assignment, alpha,
+                ctx.beta_dtype, ctx.pool, ctx.pooled, ctx.dense,
+            )  # fmt: skip
+            # the pooled value centers' gradients into the values' own (on the dense path they already are)
+            if grad_value_centers is not None and ctx.pooled:
+                _spread_pooled(grad_values, grad_value_centers, ctx.pool)
+                grad_value_centers = None
+        grad_alpha = grad_alpha.to(alpha.dtype).reshape(alpha.shape)
+        grad_beta = grad_beta.to(ctx.beta_dtype).reshape(ctx.beta_shape)
         return (
-            grad_points.to(points.dtype), grad_values, _cast(grad_centers, centers.dtype), grad_value_centers,
-            grad_alpha.to(alpha.dtype), grad_beta.to(ctx.beta_dtype), None, None, None, None, None,
+            grad_points.to(points.dtype), grad_values, _cast(grad_centers, centers), grad_value_centers,
+            grad_alpha, grad_beta, None, None, None, None, None,
         )  # fmt: skip
 
 
@@ -377,8 +339,108 @@ def _pooled(values: torch.Tensor, pool: torch.Tensor | None) -> torch.Tensor:
     return torch.bmm(pool.to(values.dtype).expand(values.shape[0], -1, -1), values)
 
 
-def _cast(t: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-    return None if t is None else t.to(dtype)
+def _cast(t: torch.Tensor | None, like: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.to(like.dtype)
+
+
+def _native(points: torch.Tensor, *scalar_dtypes: torch.dtype):
+    """The compiled similarity backward when it takes these inputs (:mod:`pointcoc.cluster.native`; alpha and
+    beta in the points' dtype), else ``None``: the ATen code computes the same."""
+    if any(dtype != points.dtype for dtype in scalar_dtypes) or not native.applies(points):
+        return None
+    return native.kernels()
+
+
+def _assign(
+    points: torch.Tensor,
+    centers: torch.Tensor | None,
+    pool: torch.Tensor | None,
+    alpha: torch.Tensor,
+    beta: torch.Tensor,
+) -> tuple[torch.Tensor, ...]:
+    """Each point's center: ``sim [B, N]`` (max over the centers of sigmoid(alpha cos + beta)), its index
+    ``assignment``, ``cos_chosen`` (cos at it), and for the backward ``p_len [B, N]``, ``c_hat [B, M, D]``
+    (centers over max(|c|, eps)) and ``c_len [B, M, 1]``. ``centers = None``: pooled from the points
+    (:func:`_pooled`). In at least float32 (see :func:`cosine_similarity_to_centers`). ATen's ops always: the
+    assignment rounds as the official code's (compiled code would tie saturated similarities differently)."""
+    if centers is None:  # in the points' dtype, as given centers would be
+        centers = _pooled(points, pool)
+    sim_dtype = torch.promote_types(points.dtype, torch.float32)
+    p, c = points.to(sim_dtype), centers.to(sim_dtype)
+    p_len, c_len = p.norm(dim=-1), c.norm(dim=-1, keepdim=True)  # [B, N], [B, M, 1]
+    p_norm = p_len.clamp_min(_NORMALIZE_EPS)
+    c_hat = c / c_len.clamp_min(_NORMALIZE_EPS)
+    # cos(p, c) = <p, c_hat> / |p|: no normalised [B, N, D] copy of the points is needed.
+    cos = torch.bmm(p, c_hat.transpose(1, 2)).div_(p_norm.unsqueeze(-1))
+    # the official expression's rounding (sigmoid(beta + alpha * cos)): with trained weights, logits
+    # that saturate the sigmoid tie, and a fused multiply-add there moved assignments
+    sim, assignment = (alpha * cos).add_(beta).sigmoid_().max(dim=-1)  # [B, N]
+    cos_chosen = cos.gather(-1, assignment.unsqueeze(-1)).squeeze(-1)
+    return sim, assignment, cos_chosen, p_len, c_hat, c_len
+
+
+def _assign_backward(
+    grad_sim: torch.Tensor,
+    sim: torch.Tensor,
+    cos_chosen: torch.Tensor,
+    p_len: torch.Tensor,
+    points: torch.Tensor,
+    c_hat: torch.Tensor,
+    c_len: torch.Tensor,
+    assignment: torch.Tensor,
+    alpha: torch.Tensor,
+    beta_dtype: torch.dtype,
+    pool: torch.Tensor | None,
+    pooled: bool,
+    dense: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    """:func:`_assign`'s backward from ``grad_sim [B, N]`` (the chosen similarities' gradient): the points'
+    gradient (with the pooled centers' added when ``pooled``), the centers' (``None`` when pooled), alpha's
+    and beta's (0-dim)."""
+    kernels = _native(points, alpha.dtype, beta_dtype)
+    if kernels is not None:
+        pool = None if pool is None else pool.to(points.dtype).contiguous()
+        grad_points, grad_centers, sums = kernels.similarity_backward(
+            grad_sim.contiguous(), sim, cos_chosen, p_len, points.contiguous(), c_hat, c_len, assignment,
+            pool, pooled, float(alpha), _NORMALIZE_EPS,
+        )  # fmt: skip
+        return grad_points, None if pooled else grad_centers, sums[0].sum(), sums[1].sum()
+    m = c_hat.shape[1]
+    grad_logit = grad_sim.mul_(sim * (1.0 - sim))  # through the sigmoid
+    grad_beta = grad_logit.sum()
+    grad_alpha = (grad_logit * cos_chosen).sum()
+    grad_cos = grad_logit.mul_(alpha)  # [B, N]; cos enters only at m(n)
+    # cos = <p, c_hat> / r with r = max(|p|, eps); clamp_min passes no gradient below eps:
+    # dL/dp = dcos / r * (c_hat - cos * p / |p| * [|p| >= eps]). In place on [B, N] temporaries:
+    # the input gradients below are where the backward's memory peaks.
+    p = points.to(c_hat.dtype)
+    p_norm = p_len.clamp_min(_NORMALIZE_EPS)
+    tangential = grad_cos.div_(p_norm).unsqueeze(-1)  # dcos / r
+    radial = (tangential.squeeze(-1) * cos_chosen).mul_(p_len >= _NORMALIZE_EPS).div_(p_norm).neg_()
+    del p_norm
+    scaled = _one_hot_weights(assignment, tangential.squeeze(-1), m)
+    grad_c_hat = torch.bmm(scaled.transpose(1, 2), p)  # [B, M, D]
+    if dense:  # the same one-hot weights carry c_hat back to the points
+        grad_points = torch.bmm(scaled, c_hat)
+    else:
+        grad_points = _gather_rows(c_hat, _center_rows(assignment, m)).mul_(tangential)
+    del scaled
+    grad_points.addcmul_(p, radial.unsqueeze(-1))
+    radial_c = (grad_c_hat * c_hat).sum(-1, keepdim=True) * (c_len >= _NORMALIZE_EPS)
+    grad_centers = (grad_c_hat - c_hat * radial_c) / c_len.clamp_min(_NORMALIZE_EPS)
+    if not pooled:
+        return grad_points, grad_centers, grad_alpha, grad_beta
+    _spread_pooled(grad_points, grad_centers, pool)
+    return grad_points, None, grad_alpha, grad_beta
+
+
+def _spread_pooled(grad: torch.Tensor, grad_pooled: torch.Tensor, pool: torch.Tensor | None) -> None:
+    """Adds pooled centers' gradients ``[B, M, E]`` into their sets' own ``grad [B, N, E]`` (the transpose of
+    :func:`_pooled`): no ``[B, N, E]`` tensor per pooling."""
+    if pool is None:
+        grad.add_(grad_pooled.to(grad.dtype) / grad.shape[1])
+    else:
+        grad.baddbmm_(pool.t().to(grad.dtype).expand(grad.shape[0], -1, -1), grad_pooled.to(grad.dtype))
 
 
 def _operator_args(
