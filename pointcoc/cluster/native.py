@@ -1,8 +1,8 @@
 """The operator's compiled CPU kernel (``csrc/similarity.cpp``): its similarity backward in one pass per set.
 
 Built on first use by torch's extension builder (a C++ compiler and ninja, as for any PyTorch C++ extension;
-cached in ``$TORCH_EXTENSIONS_DIR``, ~30 s once). Where they cannot be built, or with ``POINTCOC_NATIVE=0``,
-the operator runs the same math as ATen ops (:mod:`pointcoc.cluster.op`), one warning said once.
+cached in ``$TORCH_EXTENSIONS_DIR``, ~30 s once). With ``POINTCOC_NATIVE=0``, or where the build fails (said
+in one warning), the operator runs the same math as ATen ops (:mod:`pointcoc.cluster.op`).
 """
 
 from __future__ import annotations
@@ -32,17 +32,21 @@ def enabled() -> bool:
 @functools.cache
 def kernels() -> ModuleType | None:
     """The built extension (``similarity_backward``), or ``None`` (disabled, or the build failed: warned
-    once)."""
+    once): :func:`build`, once per process."""
+    return build()
+
+
+def build() -> ModuleType | None:
+    """Builds (or finds built) and loads the extension; ``None`` when disabled or when the build fails, with
+    one warning naming the first line of the error."""
     if not enabled():
         return None
     try:
-        from torch.utils.cpp_extension import _get_build_directory, load
+        from torch.utils.cpp_extension import load
 
-        built = Path(_get_build_directory(NAME, verbose=False), f"{NAME}.so").exists()
-        if not built:
+        if _needs_build():
             print(
-                f"pointcoc: building the context-cluster operator's CPU kernel (once, ~30 s; {ENV}=0 skips "
-                "them)",
+                f"pointcoc: building the cluster operator's CPU kernel (once, ~30 s; {ENV}=0 skips it)",
                 file=sys.stderr,
             )
         return load(
@@ -56,6 +60,18 @@ def kernels() -> ModuleType | None:
             stacklevel=2,
         )
         return None
+
+
+def _needs_build() -> bool:
+    """Whether ``load`` will compile (no library yet, or one older than the source), to say so first; the
+    build directory is torch's private naming, so any doubt reads as no."""
+    try:
+        from torch.utils.cpp_extension import _get_build_directory
+
+        library = Path(_get_build_directory(NAME, verbose=False), f"{NAME}.so")
+        return not library.exists() or library.stat().st_mtime < SOURCE.stat().st_mtime
+    except Exception:
+        return False
 
 
 def applies(points: torch.Tensor) -> bool:

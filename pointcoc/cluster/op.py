@@ -43,6 +43,7 @@ write their backward out around the operator (the cluster mixers' training route
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Literal, NamedTuple
 
 import torch
@@ -343,7 +344,7 @@ def _cast(t: torch.Tensor | None, like: torch.Tensor | None) -> torch.Tensor | N
     return None if t is None else t.to(like.dtype)
 
 
-def _native(points: torch.Tensor, *scalar_dtypes: torch.dtype):
+def _native(points: torch.Tensor, *scalar_dtypes: torch.dtype) -> ModuleType | None:
     """The compiled similarity backward when it takes these inputs (:mod:`pointcoc.cluster.native`; alpha and
     beta in the points' dtype), else ``None``: the ATen code computes the same."""
     if any(dtype != points.dtype for dtype in scalar_dtypes) or not native.applies(points):
