@@ -17,7 +17,7 @@ def kernels():
     if COMPILER is None:
         pytest.skip("no C++ compiler here: the operator runs its ATen code (tested everywhere else)")
     built = native.kernels()
-    assert built is not None, "a C++ compiler is here, so the kernels must build (see the warning above)"
+    assert built is not None, "a C++ compiler is here, so the kernel must build (see the warning above)"
     return built
 
 
