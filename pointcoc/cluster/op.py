@@ -405,7 +405,8 @@ def _assign_backward(
             grad_sim.contiguous(), sim, cos_chosen, p_len, points.contiguous(), c_hat, c_len, assignment,
             pool, pooled, float(alpha), _NORMALIZE_EPS,
         )  # fmt: skip
-        return grad_points, None if pooled else grad_centers, sums[0].sum(), sums[1].sum()
+        grad_alpha, grad_beta = sums.sum(1)  # the per-set sums, [2, B]
+        return grad_points, None if pooled else grad_centers, grad_alpha, grad_beta
     m = c_hat.shape[1]
     grad_logit = grad_sim.mul_(sim * (1.0 - sim))  # through the sigmoid
     grad_beta = grad_logit.sum()
